@@ -1,0 +1,367 @@
+"""The Squeeze-and-Excitation layer."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+SQUEEZES = ("avg", "max", "avg_max")
+GATES = ("sigmoid", "hard_sigmoid", "tanh", "relu")
+INITS = ("standard", "identity")
+DATA_FORMATS = ("channels_last", "channels_first")
+
+
+def make_divisible(value: int, divisor: int = 1, min_value: int = 1) -> int:
+    """Rounds `value` to the nearest multiple of `divisor`, at least `min_value`.
+
+    The rule of timm and the MobileNet family: never round down by more than
+    10%.
+
+    Args:
+        value: the width to round.
+        divisor: the multiple to round to. Defaults to 1 (no rounding).
+        min_value: the lower bound. Defaults to 1.
+
+    Returns:
+        The rounded width, an int.
+    """
+    if divisor == 1:
+        return max(min_value, int(value))
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+def _check_positive_int(name, value, allow_none=False):
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"`{name}` must be a positive integer"
+            f"{' or None' if allow_none else ''}. Received: {name}={value!r}"
+        )
+
+
+def _check_choice(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(
+            f"`{name}` must be one of {', '.join(repr(a) for a in allowed)}. "
+            f"Received: {name}={value!r}"
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_se")
+class SqueezeExcite(keras.layers.Layer):
+    """Squeeze-and-Excitation block (Hu et al., 2018).
+
+    Recalibrates the channels of its input: it squeezes each channel to one
+    number by global pooling over every spatial axis, passes the channel
+    descriptor through a bottleneck MLP (`C -> units -> C`), gates the result
+    and multiplies the input by that per-channel gate.
+
+    With the defaults it is exactly the paper's block: average squeeze,
+    `units = C // 16`, ReLU, sigmoid, biases on; it adds
+    `2 * C * units + units + C` parameters (C=64: 580).
+
+    The squeeze, the MLP and the gate always run in float32, also under the
+    `mixed_float16` and `mixed_bfloat16` policies (the layer's variables are
+    not autocast); only the final multiply runs in the input's dtype, and the
+    output keeps the input's dtype.
+
+    `init="identity"` makes the layer an exact identity at initialisation, so
+    that it can be inserted into a trained network without changing what it
+    computes (see `keras_se.add_se_blocks`). It does two things, both kept in
+    the config: the expansion kernel and bias start at zero, so the gate's
+    pre-activation is exactly 0; and the gate is rescaled to be exactly 1 at
+    0, as in NFNets: `2 * sigmoid(z)`, `2 * hard_sigmoid(z)` or
+    `1 + tanh(z)`, each with range (0, 2). The reduction kernel keeps its
+    random initialisation, so the bottleneck is active and the first training
+    step gives the expansion a non-zero gradient. The `"relu"` gate is 0 at 0
+    with zero gradient there, so it cannot start as an identity: that
+    combination raises a `ValueError`.
+
+    Args:
+        ratio: int, the reduction ratio r. The bottleneck width is
+            `C // ratio`. Defaults to `16`.
+        units: int or None, sets the bottleneck width explicitly, overriding
+            `ratio`. Defaults to `None`.
+        min_units: int, lower bound of the bottleneck width. Defaults to `1`.
+        divisor: int, the width is rounded to a multiple of it (timm's
+            `make_divisible`). Defaults to `1`.
+        squeeze: `"avg"` (the paper), `"max"`, or `"avg_max"` (CBAM's
+            channel attention: the same MLP on both descriptors, summed before
+            the gate). Defaults to `"avg"`.
+        activation: the bottleneck non-linearity, any Keras activation.
+            Defaults to `"relu"`.
+        gate: `"sigmoid"`, `"hard_sigmoid"`, `"tanh"` or `"relu"` (the
+            paper's Table 12, plus MobileNetV3's hard sigmoid). Defaults to
+            `"sigmoid"`.
+        init: `"standard"` (the paper's) or `"identity"` (see above).
+            Defaults to `"standard"`.
+        use_bias: bool, whether the two dense maps have biases. Defaults to
+            `True`.
+        data_format: `"channels_last"` or `"channels_first"`. Defaults to
+            `keras.config.image_data_format()`.
+        kernel_initializer: initializer of both kernels (the expansion's is
+            zeros under `init="identity"`). Defaults to `"glorot_uniform"`.
+        bias_initializer: initializer of both biases. Defaults to `"zeros"`.
+        kernel_regularizer: optional regularizer of both kernels.
+        bias_regularizer: optional regularizer of both biases.
+        **kwargs: base layer arguments (`name`, `dtype`, `trainable`).
+
+    Input shape:
+        A tensor of rank 3, 4 or 5: `(batch, *spatial, channels)` with
+        `channels_last`, `(batch, channels, *spatial)` with `channels_first`.
+
+    Output shape:
+        The input's shape.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_se
+    >>> x = np.random.rand(2, 8, 8, 64).astype("float32")
+    >>> layer = keras_se.SqueezeExcite(ratio=16)
+    >>> layer(x).shape
+    (2, 8, 8, 64)
+    >>> layer.count_params()
+    580
+    >>> layer.excitation(x).shape
+    (2, 64)
+
+    Reference:
+        - [Hu et al., 2018, Squeeze-and-Excitation Networks](
+            https://arxiv.org/abs/1709.01507)
+        - [Woo et al., 2018, CBAM](https://arxiv.org/abs/1807.06521) for
+            `squeeze="avg_max"`.
+    """
+
+    def __init__(
+        self,
+        ratio: int = 16,
+        units: int | None = None,
+        min_units: int = 1,
+        divisor: int = 1,
+        squeeze: str = "avg",
+        activation="relu",
+        gate: str = "sigmoid",
+        init: str = "standard",
+        use_bias: bool = True,
+        data_format: str | None = None,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        **kwargs,
+    ):
+        # The squeeze and gate are computed in float32 on purpose: the
+        # variables must not be cast to a float16 compute dtype.
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+        _check_positive_int("ratio", ratio)
+        _check_positive_int("units", units, allow_none=True)
+        _check_positive_int("min_units", min_units)
+        _check_positive_int("divisor", divisor)
+        _check_choice("squeeze", squeeze, SQUEEZES)
+        _check_choice("gate", gate, GATES)
+        _check_choice("init", init, INITS)
+        if init == "identity" and gate == "relu":
+            raise ValueError(
+                "`init='identity'` needs a gate that is 1 at some point with a "
+                "non-zero gradient there; `gate='relu'` is 0 at 0 with zero "
+                "gradient. Use gate 'sigmoid', 'hard_sigmoid' or 'tanh', or "
+                "init='standard'. Received: gate='relu', init='identity'"
+            )
+        if data_format is None:
+            data_format = keras.config.image_data_format()
+        _check_choice("data_format", data_format, DATA_FORMATS)
+        try:
+            self._activation_fn = keras.activations.get(activation)
+        except (ValueError, TypeError) as e:
+            raise ValueError(
+                "`activation` must be a Keras activation name or a callable. "
+                f"Received: activation={activation!r}"
+            ) from e
+        self.ratio = ratio
+        self.units = units
+        self.min_units = min_units
+        self.divisor = divisor
+        self.squeeze = squeeze
+        self.activation = activation
+        self.gate = gate
+        self.init = init
+        self.use_bias = use_bias
+        self.data_format = data_format
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.supports_masking = False
+
+    # ------------------------------------------------------------------ build
+    def _channel_axis(self, rank):
+        return rank - 1 if self.data_format == "channels_last" else 1
+
+    def _spatial_axes(self, rank):
+        if self.data_format == "channels_last":
+            return tuple(range(1, rank - 1))
+        return tuple(range(2, rank))
+
+    def bottleneck_units(self, channels: int) -> int:
+        """The bottleneck width for `channels` input channels."""
+        if self.units is not None:
+            return self.units
+        return make_divisible(channels // self.ratio, self.divisor, self.min_units)
+
+    def build(self, input_shape):
+        rank = len(input_shape)
+        if rank < 3:
+            raise ValueError(
+                "SqueezeExcite expects an input of rank 3, 4 or 5 "
+                "(batch, spatial axes, channels). "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+        channels = input_shape[self._channel_axis(rank)]
+        if channels is None:
+            raise ValueError(
+                "SqueezeExcite needs the channel dimension to be known at "
+                f"build time (data_format={self.data_format!r}). "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+        self.channels = channels
+        units = self.bottleneck_units(channels)
+        self.reduce_kernel = self.add_weight(
+            name="reduce_kernel",
+            shape=(channels, units),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            dtype="float32",
+            autocast=False,
+        )
+        expand_init = "zeros" if self.init == "identity" else self.kernel_initializer
+        self.expand_kernel = self.add_weight(
+            name="expand_kernel",
+            shape=(units, channels),
+            initializer=expand_init,
+            regularizer=self.kernel_regularizer,
+            dtype="float32",
+            autocast=False,
+        )
+        if self.use_bias:
+            self.reduce_bias = self.add_weight(
+                name="reduce_bias",
+                shape=(units,),
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                dtype="float32",
+                autocast=False,
+            )
+            self.expand_bias = self.add_weight(
+                name="expand_bias",
+                shape=(channels,),
+                initializer="zeros" if self.init == "identity" else self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                dtype="float32",
+                autocast=False,
+            )
+        else:
+            self.reduce_bias = None
+            self.expand_bias = None
+        self.input_spec = keras.layers.InputSpec(
+            ndim=rank, axes={self._channel_axis(rank): channels}
+        )
+
+    # ------------------------------------------------------------------- call
+    def _mlp(self, descriptor):
+        hidden = ops.matmul(descriptor, self.reduce_kernel)
+        if self.reduce_bias is not None:
+            hidden = hidden + self.reduce_bias
+        hidden = self._activation_fn(hidden)
+        logits = ops.matmul(hidden, self.expand_kernel)
+        if self.expand_bias is not None:
+            logits = logits + self.expand_bias
+        return logits
+
+    def _gate(self, logits):
+        identity = self.init == "identity"
+        if self.gate == "sigmoid":
+            g = ops.sigmoid(logits)
+            return 2.0 * g if identity else g
+        if self.gate == "hard_sigmoid":
+            g = ops.hard_sigmoid(logits)
+            return 2.0 * g if identity else g
+        if self.gate == "tanh":
+            g = ops.tanh(logits)
+            return 1.0 + g if identity else g
+        return ops.relu(logits)
+
+    def excitation(self, inputs):
+        """The per-channel gate for `inputs`, shape `(batch, channels)`.
+
+        Computed in float32, the values that `call` multiplies the input by.
+        """
+        inputs = ops.convert_to_tensor(inputs)
+        if not self.built:
+            self.build(inputs.shape)
+        rank = len(inputs.shape)
+        axes = self._spatial_axes(rank)
+        x = ops.cast(inputs, "float32")
+        if self.squeeze == "avg":
+            logits = self._mlp(ops.mean(x, axis=axes))
+        elif self.squeeze == "max":
+            logits = self._mlp(ops.max(x, axis=axes))
+        else:
+            logits = self._mlp(ops.mean(x, axis=axes)) + self._mlp(
+                ops.max(x, axis=axes)
+            )
+        return self._gate(logits)
+
+    def call(self, inputs):
+        rank = len(inputs.shape)
+        scale = self.excitation(inputs)
+        if self.data_format == "channels_last":
+            shape = (-1,) + (1,) * (rank - 2) + (self.channels,)
+        else:
+            shape = (-1, self.channels) + (1,) * (rank - 2)
+        scale = ops.reshape(ops.cast(scale, inputs.dtype), shape)
+        return inputs * scale
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(inputs.shape, dtype=inputs.dtype)
+
+    # ----------------------------------------------------------------- config
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "ratio": self.ratio,
+                "units": self.units,
+                "min_units": self.min_units,
+                "divisor": self.divisor,
+                "squeeze": self.squeeze,
+                "activation": keras.activations.serialize(self._activation_fn)
+                if not isinstance(self.activation, str)
+                else self.activation,
+                "gate": self.gate,
+                "init": self.init,
+                "use_bias": self.use_bias,
+                "data_format": self.data_format,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "bias_initializer": keras.initializers.serialize(
+                    self.bias_initializer
+                ),
+                "kernel_regularizer": keras.regularizers.serialize(
+                    self.kernel_regularizer
+                ),
+                "bias_regularizer": keras.regularizers.serialize(
+                    self.bias_regularizer
+                ),
+            }
+        )
+        return config
