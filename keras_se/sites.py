@@ -1,0 +1,672 @@
+"""Finding where SE blocks go: graph analysis of Functional and Sequential models.
+
+`find_se_sites` is a dry run of `keras_se.add_se_blocks`: it walks the layer graph of
+a model (and of every Functional or Sequential model nested in it, at any depth) and
+returns the places an SE block would be inserted for a given placement, without
+building anything.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+
+from keras_se.layers import SqueezeExcite
+
+try:  # Keras's own classes; `keras.models.clone_model` dispatches on the same ones.
+    from keras.src.models.functional import Functional
+except ImportError:  # pragma: no cover - very old or very new layouts
+    Functional = keras.Model
+
+PLACEMENTS = (
+    "post_activation",
+    "residual",
+    "residual_pre",
+    "residual_post",
+    "residual_identity",
+    "module_output",
+)
+
+CONV_LAYERS = (
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.Conv3D,
+    keras.layers.DepthwiseConv1D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.SeparableConv1D,
+    keras.layers.SeparableConv2D,
+)
+NORM_LAYERS = (
+    keras.layers.BatchNormalization,
+    keras.layers.LayerNormalization,
+    keras.layers.GroupNormalization,
+)
+ACTIVATION_LAYERS = (
+    keras.layers.Activation,
+    keras.layers.ReLU,
+    keras.layers.LeakyReLU,
+    keras.layers.PReLU,
+    keras.layers.ELU,
+)
+#: Layers that merge a residual branch into its shortcut. `CustomScaleLayer` is
+#: keras.applications' InceptionResNetV2 merge (`x + scale * branch`). Extend this
+#: tuple of class names for your own additive merge layers.
+RESIDUAL_MERGE_CLASS_NAMES = ("Add", "CustomScaleLayer")
+
+_LINEAR_NAMES = ("linear", None)
+
+
+class Site:
+    """One place where an SE block goes.
+
+    Attributes:
+        anchor: name of the layer the SE block is attached to. With
+            `position="after"` SE is applied to its output; with
+            `position="before"` to the input(s) of the `targets`.
+        path: names of the nested models that lead to the anchor, outermost
+            first (empty for a layer of the top model).
+        placement: the placement that found the site.
+        position: `"after"` or `"before"`.
+        targets: for `position="before"`, the `(layer name, input index)` pairs
+            whose input is replaced by the SE output.
+        channels: number of channels the SE block recalibrates.
+        spatial_shape: spatial dimensions of the recalibrated tensor (`None`
+            where unknown).
+        se_name: the name of the SE layer that is (or would be) inserted.
+        params: parameters the SE block adds.
+        ratio: the reduction ratio used for this site.
+        data_format: `"channels_last"` or `"channels_first"`.
+    """
+
+    def __init__(self, **kwargs):
+        self.anchor = kwargs["anchor"]
+        self.path = tuple(kwargs.get("path", ()))
+        self.placement = kwargs["placement"]
+        self.position = kwargs.get("position", "after")
+        self.targets = tuple(kwargs.get("targets", ()))
+        self.channels = kwargs["channels"]
+        self.spatial_shape = tuple(kwargs["spatial_shape"])
+        self.se_name = kwargs["se_name"]
+        self.params = kwargs.get("params", 0)
+        self.ratio = kwargs.get("ratio", 16)
+        self.data_format = kwargs.get("data_format", "channels_last")
+        # Graph handles for the rewrite; not part of the public record.
+        self._key = kwargs.get("_key")
+        self._target_keys = kwargs.get("_target_keys", ())
+        self._anchor_layer = kwargs.get("_anchor_layer")
+
+    @property
+    def full_name(self) -> str:
+        """`path/anchor`, unique in the whole model."""
+        return "/".join(self.path + (self.anchor,))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "anchor": self.anchor,
+            "path": list(self.path),
+            "placement": self.placement,
+            "position": self.position,
+            "targets": [list(t) for t in self.targets],
+            "channels": self.channels,
+            "spatial_shape": list(self.spatial_shape),
+            "se_name": self.se_name,
+            "params": self.params,
+            "ratio": self.ratio,
+            "data_format": self.data_format,
+        }
+
+    def __repr__(self):
+        where = f"{self.position} {self.full_name}"
+        return (
+            f"Site({where!r}, se_name={self.se_name!r}, channels={self.channels}, "
+            f"spatial_shape={self.spatial_shape}, params={self.params})"
+        )
+
+    def __eq__(self, other):
+        return isinstance(other, Site) and self.to_dict() == other.to_dict()
+
+    def __hash__(self):
+        return hash((self.full_name, self.se_name, self.position))
+
+
+@dataclasses.dataclass
+class Skipped:
+    """A candidate that got no SE block, and why."""
+
+    name: str
+    reason: str
+
+    def to_dict(self):
+        return {"name": self.name, "reason": self.reason}
+
+
+# ---------------------------------------------------------------------------- checks
+def check_placement(placement):
+    if placement not in PLACEMENTS:
+        raise ValueError(
+            "`placement` must be one of "
+            f"{', '.join(repr(p) for p in PLACEMENTS)}. Received: placement={placement!r}"
+        )
+
+
+def check_model(model):
+    if isinstance(model, keras.Sequential) or isinstance(model, Functional):
+        if isinstance(model, keras.Sequential) and _seq_functional(model) is None:
+            raise ValueError(
+                "The model must be built (have known inputs) before SE blocks can be "
+                "added: give it an Input or call `model.build(input_shape)`. "
+                f"Received: model={model.name!r} (not built)"
+            )
+        return
+    if isinstance(model, keras.Model):
+        raise TypeError(
+            "Only Functional and Sequential models (and models nesting them) can be "
+            "rewritten; a subclassed model's graph is not visible. Add "
+            "`keras_se.SqueezeExcite` layers to its `call()` by hand. "
+            f"Received: model of type {type(model).__name__}"
+        )
+    raise TypeError(
+        f"`model` must be a keras.Model. Received: model of type {type(model).__name__}"
+    )
+
+
+def _seq_functional(model):
+    return getattr(model, "_functional", None)
+
+
+def graph_of(model):
+    """The Functional graph behind `model` (a Sequential's inner one)."""
+    if isinstance(model, keras.Sequential):
+        return _seq_functional(model)
+    return model
+
+
+def is_container(layer) -> bool:
+    return isinstance(layer, (keras.Sequential, Functional))
+
+
+# ----------------------------------------------------------------------------- graph
+class Graph:
+    """Producer and consumer maps over one model's nodes (no nesting)."""
+
+    def __init__(self, model):
+        self.model = model
+        fn = graph_of(model)
+        self.nodes = []
+        self.ordinal = {}
+        counts = collections.Counter()
+        for depth in sorted(fn._nodes_by_depth, reverse=True):
+            for node in fn._nodes_by_depth[depth]:
+                if not node.operation or node.is_input:
+                    continue
+                self.ordinal[id(node)] = counts[id(node.operation)]
+                counts[id(node.operation)] += 1
+                self.nodes.append(node)
+        self.node_ids = {id(n) for n in self.nodes}
+        self.consumers = collections.defaultdict(list)  # id(tensor) -> [(node, index)]
+        for node in self.nodes:
+            for i, t in enumerate(node.input_tensors):
+                self.consumers[id(t)].append((node, i))
+        self.output_ids = {id(t) for t in fn.outputs}
+
+    def producer(self, tensor):
+        """The node that made `tensor` in this model, or None for an input."""
+        history = getattr(tensor, "_keras_history", None)
+        if history is None:
+            return None
+        op, node_index, _ = history
+        node = op._inbound_nodes[node_index]
+        if id(node) not in self.node_ids:
+            return None
+        return node
+
+    def key(self, node):
+        return (id(node.operation), self.ordinal[id(node)])
+
+    def single_input(self, node):
+        ins = node.input_tensors
+        return ins[0] if len(ins) == 1 else None
+
+    def ancestors(self, tensor):
+        """Ids of every tensor `tensor` depends on in this model, itself included."""
+        seen = set()
+        stack = [tensor]
+        while stack:
+            t = stack.pop()
+            if id(t) in seen:
+                continue
+            seen.add(id(t))
+            node = self.producer(t)
+            if node is not None:
+                stack.extend(node.input_tensors)
+        return seen
+
+    def branch(self, tensor, stop_ids):
+        """Nodes between `tensor` and the first tensors whose ids are in `stop_ids`.
+
+        Returns the nodes and the entry tensors (the stop tensors that the branch
+        consumes, with the consuming node and input index).
+        """
+        nodes, entries, seen = [], [], set()
+        stack = [tensor]
+        while stack:
+            t = stack.pop()
+            if id(t) in stop_ids or id(t) in seen:
+                continue
+            seen.add(id(t))
+            node = self.producer(t)
+            if node is None:
+                continue
+            nodes.append(node)
+            for i, x in enumerate(node.input_tensors):
+                if id(x) in stop_ids:
+                    entries.append((x, node, i))
+                else:
+                    stack.append(x)
+        return nodes, entries
+
+
+# ------------------------------------------------------------------- layer predicates
+def _activation_name(fn):
+    if fn is None:
+        return None
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
+def is_nonlinear_activation_layer(layer) -> bool:
+    if isinstance(layer, keras.layers.Activation):
+        return _activation_name(layer.activation) not in _LINEAR_NAMES
+    return isinstance(layer, ACTIVATION_LAYERS)
+
+
+def has_fused_activation(layer) -> bool:
+    return _activation_name(getattr(layer, "activation", None)) not in _LINEAR_NAMES
+
+
+def is_se_layer(layer) -> bool:
+    return isinstance(layer, SqueezeExcite)
+
+
+def _data_format(layer):
+    fmt = getattr(layer, "data_format", None)
+    if fmt in ("channels_last", "channels_first"):
+        return fmt
+    return keras.config.image_data_format()
+
+
+def _channels_and_spatial(tensor, data_format):
+    shape = tuple(tensor.shape)
+    if len(shape) < 3:
+        return None, None
+    if data_format == "channels_first":
+        return shape[1], shape[2:]
+    return shape[-1], shape[1:-1]
+
+
+def _spatial_is_one(spatial):
+    return all(d == 1 for d in spatial)
+
+
+# ------------------------------------------------------------------------ site finder
+class _Finder:
+    def __init__(self, placement, select, skip_existing, ratio, se_kwargs):
+        self.placement = placement
+        self.select = _compile_select(select)
+        self.skip_existing = skip_existing
+        self.ratio = ratio
+        self.se_kwargs = se_kwargs
+        self.sites = []
+        self.skipped = []
+        self.sites_by_model = {}  # id(model) -> {key: site}
+        self.before_by_model = {}  # id(model) -> {target key: [(index, site)]}
+        self._visited = set()
+
+    # -- recursion over nested models
+    def visit(self, model, path=()):
+        if id(model) in self._visited:
+            return
+        self._visited.add(id(model))
+        graph = Graph(model)
+        self.sites_by_model[id(model)] = {}
+        self.before_by_model[id(model)] = collections.defaultdict(list)
+        names = {layer.name for layer in model.layers}
+        for node in graph.nodes:
+            if is_container(node.operation):
+                self.visit(node.operation, path + (node.operation.name,))
+        getattr(self, "_find_" + self.placement)(graph, path, names)
+
+    # -- helpers
+    def _skip(self, path, name, reason):
+        self.skipped.append(Skipped("/".join(path + (name,)), reason))
+
+    def _feeds_se(self, graph, tensor):
+        """True if `tensor` already feeds an SE block or a gating multiply."""
+        for node, _ in graph.consumers.get(id(tensor), ()):
+            layer = node.operation
+            if is_se_layer(layer):
+                return True
+            if isinstance(layer, keras.layers.Multiply):
+                for other in node.input_tensors:
+                    if other is tensor:
+                        continue
+                    if id(tensor) in _bounded_ancestors(graph, other, 16):
+                        return True
+        return False
+
+    def _in_gate_path(self, graph, node):
+        """True for a node inside an existing SE/gating branch (1x1 maps there)."""
+        for t in node.outputs:
+            for consumer, _ in graph.consumers.get(id(t), ()):
+                if isinstance(consumer.operation, keras.layers.Multiply):
+                    # A broadcast operand of a multiply is a gate.
+                    if tuple(t.shape) != tuple(consumer.outputs[0].shape):
+                        return True
+        return False
+
+    def _add(self, graph, path, names, *, anchor_node, tensor, position, data_format,
+             targets=()):
+        layer = anchor_node.operation if anchor_node is not None else None
+        anchor = layer.name if layer is not None else _tensor_name(tensor)
+        channels, spatial = _channels_and_spatial(tensor, data_format)
+        if channels is None:
+            self._skip(path, anchor, "tensor has no spatial axes (rank below 3)")
+            return
+        if _spatial_is_one(spatial):
+            self._skip(path, anchor, "spatial size is 1 (1x1 map): nothing to squeeze")
+            return
+        proposed = dict(anchor=anchor, path=path, placement=self.placement, position=position,
+                        targets=[(n.operation.name, i) for n, i in targets],
+                        channels=channels, spatial_shape=spatial, se_name="",
+                        data_format=data_format)
+        site = Site(**proposed)
+        if not self.select(site):
+            self._skip(path, anchor, "not selected")
+            return
+        ratio = self.ratio(site) if callable(self.ratio) else self.ratio
+        se_name = _unique_name(anchor + "_se", names)
+        names.add(se_name)
+        probe = SqueezeExcite(ratio=ratio, **_unit_kwargs(self.se_kwargs))
+        units = probe.bottleneck_units(channels)
+        use_bias = self.se_kwargs.get("use_bias", True)
+        params = 2 * channels * units + (units + channels if use_bias else 0)
+        site = Site(
+            **proposed | dict(se_name=se_name),
+            params=params,
+            ratio=ratio,
+            _key=graph.key(anchor_node) if (position == "after") else None,
+            _target_keys=[(graph.key(n), i) for n, i in targets],
+            _anchor_layer=layer,
+        )
+        self.sites.append(site)
+        if position == "after":
+            self.sites_by_model[id(graph.model)][site._key] = site
+        else:
+            for key, index in site._target_keys:
+                self.before_by_model[id(graph.model)][key].append((index, site))
+
+    # -- placements
+    def _find_post_activation(self, graph, path, names):
+        for node in graph.nodes:
+            layer = node.operation
+            if is_container(layer) or is_se_layer(layer):
+                continue
+            conv = None
+            if is_nonlinear_activation_layer(layer):
+                x = graph.single_input(node)
+                # Walk back through normalization layers to a convolution.
+                while x is not None:
+                    p = graph.producer(x)
+                    if p is None:
+                        break
+                    if isinstance(p.operation, NORM_LAYERS):
+                        x = graph.single_input(p)
+                        continue
+                    if isinstance(p.operation, CONV_LAYERS) and not has_fused_activation(
+                        p.operation
+                    ):
+                        conv = p.operation
+                    break
+            elif isinstance(layer, CONV_LAYERS) and has_fused_activation(layer):
+                conv = layer
+            if conv is None:
+                continue
+            if len(node.outputs) != 1:
+                continue
+            out = node.outputs[0]
+            if self._in_gate_path(graph, node):
+                self._skip(path, layer.name, "inside an existing gating (SE) path")
+                continue
+            if self.skip_existing and self._feeds_se(graph, out):
+                self._skip(path, layer.name, "already feeds an SE block")
+                continue
+            self._add(graph, path, names, anchor_node=node, tensor=out, position="after",
+                      data_format=_data_format(conv))
+
+    def _residual_merges(self, graph, path):
+        """Yields (merge node, residual index, shortcut index, residual nodes, entries)."""
+        for node in graph.nodes:
+            if type(node.operation).__name__ not in RESIDUAL_MERGE_CLASS_NAMES:
+                continue
+            ins = node.input_tensors
+            if len(ins) != 2:
+                continue
+            anc = [graph.ancestors(t) for t in ins]
+            branch0, entries0 = graph.branch(ins[0], anc[1])
+            branch1, entries1 = graph.branch(ins[1], anc[0])
+            convs = [sum(isinstance(n.operation, CONV_LAYERS) or is_container(n.operation)
+                         for n in b) for b in (branch0, branch1)]
+            if convs[0] == convs[1]:
+                self._skip(path, node.operation.name,
+                           "merge with no distinguishable residual branch and shortcut")
+                continue
+            res = 0 if convs[0] > convs[1] else 1
+            yield (node, res, 1 - res, (branch0, branch1)[res], (entries0, entries1)[res])
+
+    def _data_format_near(self, nodes):
+        for n in nodes:
+            if isinstance(n.operation, CONV_LAYERS):
+                return _data_format(n.operation)
+        return keras.config.image_data_format()
+
+    def _find_residual(self, graph, path, names):
+        for merge, res, _, branch, _ in self._residual_merges(graph, path):
+            tensor = merge.input_tensors[res]
+            fmt = self._data_format_near(branch)
+            producer = graph.producer(tensor)
+            if producer is not None and is_se_layer(producer.operation):
+                self._skip(path, merge.operation.name, "residual branch already ends in SE")
+                continue
+            single = len(graph.consumers[id(tensor)]) == 1 and producer is not None
+            if single and len(producer.outputs) == 1:
+                self._add(graph, path, names, anchor_node=producer, tensor=tensor,
+                          position="after", data_format=fmt)
+            else:
+                self._add(graph, path, names, anchor_node=merge, tensor=tensor,
+                          position="before", data_format=fmt, targets=[(merge, res)])
+
+    def _find_residual_pre(self, graph, path, names):
+        for merge, _, _, branch, entries in self._residual_merges(graph, path):
+            by_tensor = collections.OrderedDict()
+            for t, node, i in entries:
+                by_tensor.setdefault(id(t), (t, []))[1].append((node, i))
+            if len(by_tensor) != 1:
+                self._skip(path, merge.operation.name,
+                           "residual branch has more than one input tensor")
+                continue
+            (tensor, targets), = by_tensor.values()
+            if any(is_se_layer(n.operation) for n, _ in targets) or (
+                graph.producer(tensor) is not None
+                and is_se_layer(graph.producer(tensor).operation)
+            ):
+                self._skip(path, merge.operation.name, "residual branch already starts with SE")
+                continue
+            producer = graph.producer(tensor)
+            self._add(graph, path, names, anchor_node=producer, tensor=tensor,
+                      position="before", data_format=self._data_format_near(branch),
+                      targets=targets)
+
+    def _find_residual_post(self, graph, path, names):
+        for merge, _, _, branch, _ in self._residual_merges(graph, path):
+            out = merge.outputs[0]
+            anchor = merge
+            consumers = graph.consumers.get(id(out), [])
+            if len(consumers) == 1 and is_nonlinear_activation_layer(consumers[0][0].operation):
+                anchor = consumers[0][0]
+                out = anchor.outputs[0]
+            if self.skip_existing and self._feeds_se(graph, out):
+                self._skip(path, anchor.operation.name, "already feeds an SE block")
+                continue
+            self._add(graph, path, names, anchor_node=anchor, tensor=out, position="after",
+                      data_format=self._data_format_near(branch))
+
+    def _find_residual_identity(self, graph, path, names):
+        for merge, _, short, branch, _ in self._residual_merges(graph, path):
+            tensor = merge.input_tensors[short]
+            producer = graph.producer(tensor)
+            if producer is not None and is_se_layer(producer.operation):
+                self._skip(path, merge.operation.name, "shortcut already carries SE")
+                continue
+            self._add(graph, path, names, anchor_node=merge, tensor=tensor, position="before",
+                      data_format=self._data_format_near(branch), targets=[(merge, short)])
+
+    def _find_module_output(self, graph, path, names):
+        for node in graph.nodes:
+            if not isinstance(node.operation, keras.layers.Concatenate):
+                continue
+            if len(node.input_tensors) < 2:
+                continue
+            out = node.outputs[0]
+            if self.skip_existing and self._feeds_se(graph, out):
+                self._skip(path, node.operation.name, "already feeds an SE block")
+                continue
+            fmt = "channels_first" if node.operation.axis == 1 and len(out.shape) > 2 else (
+                "channels_last")
+            self._add(graph, path, names, anchor_node=node, tensor=out, position="after",
+                      data_format=fmt)
+
+
+def _bounded_ancestors(graph, tensor, limit):
+    seen, frontier = set(), [tensor]
+    for _ in range(limit):
+        nxt = []
+        for t in frontier:
+            if id(t) in seen:
+                continue
+            seen.add(id(t))
+            node = graph.producer(t)
+            if node is not None:
+                nxt.extend(node.input_tensors)
+        frontier = nxt
+        if not frontier:
+            break
+    return seen
+
+
+def _tensor_name(tensor):
+    history = getattr(tensor, "_keras_history", None)
+    if history is not None:
+        return history[0].name
+    return getattr(tensor, "name", "input")
+
+
+def _unique_name(name, taken):
+    if name not in taken:
+        return name
+    i = 2
+    while f"{name}_{i}" in taken:
+        i += 1
+    return f"{name}_{i}"
+
+
+_UNIT_KEYS = ("units", "min_units", "divisor")
+
+
+def _unit_kwargs(se_kwargs):
+    return {k: se_kwargs[k] for k in _UNIT_KEYS if k in se_kwargs}
+
+
+def _compile_select(select) -> Callable[[Site], bool]:
+    if select is None:
+        return lambda site: True
+    if isinstance(select, str):
+        try:
+            pattern = re.compile(select)
+        except re.error as e:
+            raise ValueError(
+                f"`select` is not a valid regular expression ({e}). Received: select={select!r}"
+            ) from e
+        return lambda site: pattern.search(site.anchor) is not None
+    if isinstance(select, re.Pattern):
+        return lambda site: select.search(site.anchor) is not None
+    if callable(select):
+        return lambda site: bool(select(site))
+    if isinstance(select, Sequence) and all(isinstance(s, str) for s in select):
+        wanted = set(select)
+        return lambda site: site.anchor in wanted or site.full_name in wanted
+    raise TypeError(
+        "`select` must be None, a regular expression string, a list of layer names or a "
+        f"callable(site) -> bool. Received: select={select!r}"
+    )
+
+
+def check_ratio(ratio):
+    if callable(ratio):
+        return
+    if isinstance(ratio, bool) or not isinstance(ratio, int) or ratio < 1:
+        raise ValueError(
+            "`ratio` must be a positive integer or a callable(site) -> int. "
+            f"Received: ratio={ratio!r}"
+        )
+
+
+def run_finder(model, placement, select, skip_existing, ratio=16, se_kwargs=None):
+    check_model(model)
+    check_placement(placement)
+    check_ratio(ratio)
+    finder = _Finder(placement, select, skip_existing, ratio, se_kwargs or {})
+    finder.visit(model)
+    return finder
+
+
+def find_se_sites(
+    model: keras.Model,
+    placement: str = "post_activation",
+    *,
+    select: str | Sequence[str] | Callable[[Site], bool] | None = None,
+    skip_existing: bool = True,
+    ratio: int | Callable[[Site], int] = 16,
+    **se_options: Any,
+) -> list[Site]:
+    """Lists where `add_se_blocks` would insert SE blocks, building nothing.
+
+    Args:
+        model: a built Functional or Sequential model (nested models are
+            searched too).
+        placement: one of `keras_se.PLACEMENTS`. Defaults to
+            `"post_activation"`.
+        select: None (every site), a regular expression searched in the anchor
+            layer's name, a list of layer names, or a callable(site) -> bool.
+        skip_existing: skip sites that already carry or feed an SE block.
+            Defaults to `True`.
+        ratio: the reduction ratio, an int or a callable(site) -> int; used for
+            the parameter counts. Defaults to `16`.
+        **se_options: `units`, `min_units`, `divisor`, `use_bias` affect the
+            parameter counts; other SqueezeExcite options are ignored here.
+
+    Returns:
+        A list of `Site`, in graph order (nested models first).
+
+    Example:
+
+    >>> import keras, keras_se
+    >>> base = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3))
+    >>> sites = keras_se.find_se_sites(base, "residual")
+    >>> len(sites), sum(s.params for s in sites)
+    (16, 2530992)
+    """
+    return run_finder(model, placement, select, skip_existing, ratio, se_options).sites
