@@ -19,7 +19,7 @@ from keras_se.sites import (
     run_finder,
 )
 
-__all__ = ["add_se_blocks", "SEReport", "PLACEMENTS"]
+__all__ = ["add_se_blocks", "NoSitesError", "SEReport", "PLACEMENTS"]
 
 _SE_OPTION_NAMES = (
     "units",
@@ -119,6 +119,18 @@ def _check_se_options(se_options):
         )
     # Let the layer validate the values (it raises ValueError naming the argument).
     SqueezeExcite(**se_options)
+
+
+class NoSitesError(ValueError):
+    """Raised by `add_se_blocks` when a model has no site for the placement.
+
+    Its `report` attribute is the `SEReport`, with every skipped candidate and
+    the reason (for instance, that it already carries SE).
+    """
+
+    def __init__(self, report, message):
+        super().__init__(message)
+        self.report = report
 
 
 class _Rewriter:
@@ -230,8 +242,9 @@ class _Rewriter:
 
     def copy_state(self):
         for original, clone in self.pairs:
-            src = original.weights
-            dst = clone.weights
+            # Plain operations (e.g. `x + 3.0` in MobileNetV3) hold no weights.
+            src = getattr(original, "weights", [])
+            dst = getattr(clone, "weights", [])
             if len(src) != len(dst):
                 raise RuntimeError(
                     f"Layer {original.name!r} has {len(src)} weights but its clone has "
@@ -351,10 +364,9 @@ def add_se_blocks(
     report = SEReport(model.name, placement, finder.sites, finder.skipped, model.count_params())
     if not finder.sites:
         already = [k for k in finder.skipped if "SE" in k.reason]
-        hint = (
-            f" {len(already)} candidate(s) already carry SE." if already else ""
-        )
-        raise ValueError(
+        hint = f" {len(already)} candidate(s) already carry SE." if already else ""
+        raise NoSitesError(
+            report,
             f"No SE site found in model {model.name!r} for placement={placement!r}"
             f"{' and the given select' if select is not None else ''}.{hint} "
             "Call keras_se.find_se_sites(model, placement) to see the candidates, or "

@@ -325,6 +325,7 @@ class _Finder:
         self.sites_by_model = {}  # id(model) -> {key: site}
         self.before_by_model = {}  # id(model) -> {target key: [(index, site)]}
         self._visited = set()
+        self._after_by_layer = {}  # (id(model), id(layer)) -> site, for shared layers
 
     # -- recursion over nested models
     def visit(self, model, path=()):
@@ -372,6 +373,12 @@ class _Finder:
              targets=()):
         layer = anchor_node.operation if anchor_node is not None else None
         anchor = layer.name if layer is not None else _tensor_name(tensor)
+        if position == "after" and layer is not None:
+            # A shared layer called again: its calls share one SE layer.
+            shared = self._after_by_layer.get((id(graph.model), id(layer)))
+            if shared is not None:
+                self.sites_by_model[id(graph.model)][graph.key(anchor_node)] = shared
+                return
         channels, spatial = _channels_and_spatial(tensor, data_format)
         if channels is None:
             self._skip(path, anchor, "tensor has no spatial axes (rank below 3)")
@@ -405,6 +412,7 @@ class _Finder:
         self.sites.append(site)
         if position == "after":
             self.sites_by_model[id(graph.model)][site._key] = site
+            self._after_by_layer[(id(graph.model), id(layer))] = site
         else:
             for key, index in site._target_keys:
                 self.before_by_model[id(graph.model)][key].append((index, site))
