@@ -20,13 +20,17 @@ def make_divisible(value: int, divisor: int = 1, min_value: int = 1) -> int:
     Args:
         value: the width to round.
         divisor: the multiple to round to. Defaults to 1 (no rounding).
-        min_value: the lower bound. Defaults to 1.
+        min_value: the lower bound; with `divisor > 1` it is at least
+            `divisor`, as in timm. Defaults to 1.
 
     Returns:
         The rounded width, an int.
     """
     if divisor == 1:
         return max(min_value, int(value))
+    # timm's default floor is the divisor itself: with a floor of 1, a value
+    # that rounds to 0 became 1, then 1 + divisor (2 -> 9 for divisor 8).
+    min_value = max(min_value, divisor)
     rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
     if rounded < 0.9 * value:
         rounded += divisor
@@ -123,11 +127,11 @@ class SqueezeExcite(keras.layers.Layer):
     >>> import keras_se
     >>> x = np.random.rand(2, 8, 8, 64).astype("float32")
     >>> layer = keras_se.SqueezeExcite(ratio=16)
-    >>> layer(x).shape
+    >>> tuple(layer(x).shape)
     (2, 8, 8, 64)
     >>> layer.count_params()
     580
-    >>> layer.excitation(x).shape
+    >>> tuple(layer.excitation(x).shape)
     (2, 64)
 
     Reference:
