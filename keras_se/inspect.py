@@ -635,8 +635,8 @@ def plot_excitation(
         classes: the class ids to plot. Defaults to the first `max_classes`.
         max_blocks: see `blocks`. Defaults to `6`.
         max_classes: see `classes`. Defaults to `4`.
-        max_channels: plot only the first channels (the paper shows 50 per
-            block). Defaults to `None` (all).
+        max_channels: plot only the first `max_channels` channels of each
+            block, for readability. Defaults to `None` (all).
         show_std: shade mean +- the within-class standard deviation.
             Defaults to `False`.
 
@@ -683,7 +683,8 @@ def plot_excitation(
     for ax in axes[len(chosen) :]:
         ax.set_axis_off()
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 6), fontsize=8)
+    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 9), fontsize=8,
+               frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))
     fig.savefig(path, format="png")
     return str(path)
