@@ -22,7 +22,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check keras_se applications tests benchmarks
-	$(PY) -m pytest -n $(WORKERS) --durations=15 tests
+	$(PY) -m pytest -n $(WORKERS) --dist loadgroup --durations=20 tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

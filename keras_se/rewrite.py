@@ -159,7 +159,7 @@ class _Rewriter:
         layer = self.se_layers.get(id(site))
         if layer is None:
             anchor = site._anchor_layer
-            dtype = anchor.dtype_policy if anchor is not None else None
+            dtype = getattr(anchor, "dtype_policy", None)  # plain ops have none
             layer = SqueezeExcite(
                 ratio=site.ratio,
                 init=self.init,

@@ -486,7 +486,7 @@ class _Finder:
             tensor = merge.input_tensors[res]
             fmt = self._data_format_near(branch)
             producer = graph.producer(tensor)
-            if producer is not None and is_se_layer(producer.operation):
+            if self.skip_existing and producer is not None and is_se_layer(producer.operation):
                 self._skip(path, merge.operation.name, "residual branch already ends in SE")
                 continue
             single = len(graph.consumers[id(tensor)]) == 1 and producer is not None
@@ -507,9 +507,10 @@ class _Finder:
                            "residual branch has more than one input tensor")
                 continue
             (tensor, targets), = by_tensor.values()
-            if any(is_se_layer(n.operation) for n, _ in targets) or (
-                graph.producer(tensor) is not None
-                and is_se_layer(graph.producer(tensor).operation)
+            if self.skip_existing and (
+                any(is_se_layer(n.operation) for n, _ in targets)
+                or (graph.producer(tensor) is not None
+                    and is_se_layer(graph.producer(tensor).operation))
             ):
                 self._skip(path, merge.operation.name, "residual branch already starts with SE")
                 continue
@@ -536,7 +537,7 @@ class _Finder:
         for merge, _, short, branch, _ in self._residual_merges(graph, path):
             tensor = merge.input_tensors[short]
             producer = graph.producer(tensor)
-            if producer is not None and is_se_layer(producer.operation):
+            if self.skip_existing and producer is not None and is_se_layer(producer.operation):
                 self._skip(path, merge.operation.name, "shortcut already carries SE")
                 continue
             self._add(graph, path, names, anchor_node=merge, tensor=tensor, position="before",
