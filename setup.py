@@ -13,12 +13,16 @@ setup(
     packages=["keras_se", "keras_se.applications"],
     package_dir={"keras_se": "keras_se", "keras_se.applications": "applications"},
     install_requires=[
-        # keras.models.clone_model's `call_function` and a working
-        # `recursive` arrived in Keras 3.4; TF 2.16 is the first to ship Keras 3.
+        # TF 2.16 is the first release that ships Keras 3. keras.models.clone_model
+        # has `call_function` since Keras 3.4, and `recursive=True` enters every
+        # nesting level since 3.14 (keras-team/keras#22276).
         "tensorflow>=2.16",
-        "keras>=3.4,<4",
+        "keras>=3.14,<4",
         "tensorflow-datasets>=4.9",
         "matplotlib>=3.7",
+        # tensorflow-datasets 4.9 imports importlib_resources when it builds a
+        # dataset (keras_se_builtin) but no longer gets it through etils.
+        "importlib-resources>=5",
     ],
     extras_require={
         "test": [
