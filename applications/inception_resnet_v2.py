@@ -1,0 +1,39 @@
+"""SE-InceptionResNetV2: Keras's InceptionResNetV2 with SE on every residual branch."""
+
+from __future__ import annotations
+
+import keras
+from keras_se.applications._builder import Family, build_se_model, se_docstring
+
+preprocess_input = keras.applications.inception_resnet_v2.preprocess_input
+decode_predictions = keras.applications.inception_resnet_v2.decode_predictions
+
+FAMILY = Family(
+    name="InceptionResNetV2",
+    module=keras.applications.inception_resnet_v2,
+    placement="residual",
+    select=None,
+    rationale=(
+        "The paper's SE-Inception-ResNet-v2 (Table 2): SE on each Inception-ResNet "
+        "block's residual branch, after its 1x1 up-projection and before the scaled "
+        "merge `x + scale * branch` (Keras's `CustomScaleLayer`, which "
+        "`add_se_blocks` treats as a residual merge): 10 block35, 20 block17 and 10 "
+        "block8 units."
+    ),
+)
+_REFERENCE = "[Szegedy et al., 2016, Inception-v4, Inception-ResNet](https://arxiv.org/abs/1602.07261)"
+
+
+# The constructor passes its arguments on with `**locals()`: the signature is
+# keras's (same order, same defaults, `name` aside) plus the SE options.
+def SEInceptionResNetV2(include_top=True, weights="imagenet", input_tensor=None,
+                        input_shape=None, pooling=None, classes=1000,
+                        classifier_activation="softmax", name="se_inception_resnet_v2",
+                        *, ratio=16, squeeze="avg", gate="sigmoid", init="identity",
+                        placement=None, select=None, **se_options):
+    return build_se_model(keras.applications.InceptionResNetV2, FAMILY, **locals())
+
+
+SEInceptionResNetV2.__doc__ = se_docstring(SEInceptionResNetV2, "InceptionResNetV2", FAMILY,
+                                           module="inception_resnet_v2", n_sites=40,
+                                           reference=_REFERENCE)

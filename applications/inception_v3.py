@@ -1,0 +1,38 @@
+"""SE-InceptionV3: Keras's InceptionV3 with SE on every Inception module's output."""
+
+from __future__ import annotations
+
+import keras
+from keras_se.applications._builder import Family, build_se_model, se_docstring
+
+preprocess_input = keras.applications.inception_v3.preprocess_input
+decode_predictions = keras.applications.inception_v3.decode_predictions
+
+FAMILY = Family(
+    name="InceptionV3",
+    module=keras.applications.inception_v3,
+    placement="module_output",
+    select=r"^mixed\d+$",
+    rationale=(
+        "The paper's SE-Inception module (Fig. 2): an SE block on each Inception "
+        "module's output, the concatenation of its branches (`mixed0` to "
+        "`mixed10`). The concatenations nested inside the last two modules "
+        "(`mixed9_0`, `mixed9_1`, `concatenate`, `concatenate_1`, which join the 1x3 "
+        "and 3x1 halves of a branch) are not module outputs and get none."
+    ),
+)
+_REFERENCE = "[Szegedy et al., 2015, Rethinking the Inception Architecture](https://arxiv.org/abs/1512.00567)"
+
+
+# The constructor passes its arguments on with `**locals()`: the signature is
+# keras's (same order, same defaults, `name` aside) plus the SE options.
+def SEInceptionV3(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                  pooling=None, classes=1000, classifier_activation="softmax",
+                  name="se_inception_v3", *, ratio=16, squeeze="avg", gate="sigmoid",
+                  init="identity", placement=None, select=None, **se_options):
+    return build_se_model(keras.applications.InceptionV3, FAMILY, **locals())
+
+
+SEInceptionV3.__doc__ = se_docstring(SEInceptionV3, "InceptionV3", FAMILY,
+                                     module="inception_v3", n_sites=11,
+                                     reference=_REFERENCE)

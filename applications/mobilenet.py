@@ -1,0 +1,37 @@
+"""SE-MobileNet: Keras's MobileNet (v1) with SE after every pointwise convolution."""
+
+from __future__ import annotations
+
+import keras
+from keras_se.applications._builder import Family, build_se_model, se_docstring
+
+preprocess_input = keras.applications.mobilenet.preprocess_input
+decode_predictions = keras.applications.mobilenet.decode_predictions
+
+FAMILY = Family(
+    name="MobileNet",
+    module=keras.applications.mobilenet,
+    placement="post_activation",
+    select=r"^conv_pw_\d+_relu$",
+    rationale=(
+        "The paper's SE-MobileNet (Table 3: 4.2M -> 4.7M parameters): an SE block "
+        "after the ReLU of each of the 13 pointwise (1x1) convolutions, none after "
+        "the stem or the depthwise convolutions. At alpha=1 and 224x224 it has "
+        "exactly 4,739,932 parameters."
+    ),
+)
+_REFERENCE = "[Howard et al., 2017, MobileNets](https://arxiv.org/abs/1704.04861)"
+
+
+# The constructor passes its arguments on with `**locals()`: the signature is
+# keras's (same order, same defaults) plus the SE options.
+def SEMobileNet(input_shape=None, alpha=1.0, depth_multiplier=1, dropout=1e-3,
+                include_top=True, weights="imagenet", input_tensor=None, pooling=None,
+                classes=1000, classifier_activation="softmax", name=None, *, ratio=16,
+                squeeze="avg", gate="sigmoid", init="identity", placement=None,
+                select=None, **se_options):
+    return build_se_model(keras.applications.MobileNet, FAMILY, **locals())
+
+
+SEMobileNet.__doc__ = se_docstring(SEMobileNet, "MobileNet", FAMILY, module="mobilenet",
+                                   n_sites=13, reference=_REFERENCE)

@@ -1,0 +1,49 @@
+"""SE-NASNet: Keras's NASNetMobile and NASNetLarge with SE on every cell's output."""
+
+from __future__ import annotations
+
+import keras
+from keras_se.applications._builder import Family, build_se_model, se_docstring
+
+preprocess_input = keras.applications.nasnet.preprocess_input
+decode_predictions = keras.applications.nasnet.decode_predictions
+
+FAMILY = Family(
+    name="NASNet",
+    module=keras.applications.nasnet,
+    placement="module_output",
+    select=r"^(normal|reduction)_concat",
+    rationale=(
+        "A NASNet cell is an Inception-like module: parallel branches whose outputs "
+        "are concatenated into the cell's output. So this uses the paper's "
+        "SE-Inception rule: one SE block on each cell's output (`normal_concat_*`, "
+        "`reduction_concat_*`; 16 cells in NASNetMobile, 22 in NASNetLarge). The "
+        "two-path concatenations that only adjust a previous cell's shape "
+        "(`concatenate_*`) are not cell outputs and get none. The 'residual' "
+        "placement does not fit: NASNet's additions join two branches inside a cell, "
+        "not a branch and a shortcut."
+    ),
+)
+_REFERENCE = "[Zoph et al., 2018, Learning Transferable Architectures](https://arxiv.org/abs/1707.07012)"
+
+
+# Each constructor passes its arguments on with `**locals()`: the signature is
+# keras's (same order, same defaults, `name` aside) plus the SE options.
+def SENASNetMobile(input_shape=None, include_top=True, weights="imagenet", input_tensor=None,
+                   pooling=None, classes=1000, classifier_activation="softmax",
+                   name="se_nasnet_mobile", *, ratio=16, squeeze="avg", gate="sigmoid",
+                   init="identity", placement=None, select=None, **se_options):
+    return build_se_model(keras.applications.NASNetMobile, FAMILY, **locals())
+
+
+def SENASNetLarge(input_shape=None, include_top=True, weights="imagenet", input_tensor=None,
+                  pooling=None, classes=1000, classifier_activation="softmax",
+                  name="se_nasnet_large", *, ratio=16, squeeze="avg", gate="sigmoid",
+                  init="identity", placement=None, select=None, **se_options):
+    return build_se_model(keras.applications.NASNetLarge, FAMILY, **locals())
+
+
+SENASNetMobile.__doc__ = se_docstring(SENASNetMobile, "NASNetMobile", FAMILY, module="nasnet",
+                                      n_sites=16, reference=_REFERENCE)
+SENASNetLarge.__doc__ = se_docstring(SENASNetLarge, "NASNetLarge", FAMILY, module="nasnet",
+                                     n_sites=22, reference=_REFERENCE)

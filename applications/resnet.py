@@ -1,0 +1,53 @@
+"""SE-ResNet: Keras's ResNet50/101/152 with SE on every bottleneck's residual branch."""
+
+from __future__ import annotations
+
+import keras
+from keras_se.applications._builder import Family, build_se_model, se_docstring
+
+preprocess_input = keras.applications.resnet.preprocess_input
+decode_predictions = keras.applications.resnet.decode_predictions
+
+FAMILY = Family(
+    name="ResNet",
+    module=keras.applications.resnet,
+    placement="residual",
+    select=None,
+    rationale=(
+        "The paper's SE-ResNet module (Fig. 3, Table 14 'SE'): SE recalibrates each "
+        "bottleneck's residual branch (after its last BatchNormalization) before the "
+        "sum with the shortcut."
+    ),
+)
+_REFERENCE = "[He et al., 2015, Deep Residual Learning](https://arxiv.org/abs/1512.03385)"
+
+
+# Each constructor passes its arguments on with `**locals()`: the signature is
+# keras's (same order, same defaults, `name` aside) plus the SE options.
+def SEResNet50(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+               pooling=None, classes=1000, classifier_activation="softmax",
+               name="se_resnet50", *, ratio=16, squeeze="avg", gate="sigmoid",
+               init="identity", placement=None, select=None, **se_options):
+    return build_se_model(keras.applications.ResNet50, FAMILY, **locals())
+
+
+def SEResNet101(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                pooling=None, classes=1000, classifier_activation="softmax",
+                name="se_resnet101", *, ratio=16, squeeze="avg", gate="sigmoid",
+                init="identity", placement=None, select=None, **se_options):
+    return build_se_model(keras.applications.ResNet101, FAMILY, **locals())
+
+
+def SEResNet152(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                pooling=None, classes=1000, classifier_activation="softmax",
+                name="se_resnet152", *, ratio=16, squeeze="avg", gate="sigmoid",
+                init="identity", placement=None, select=None, **se_options):
+    return build_se_model(keras.applications.ResNet152, FAMILY, **locals())
+
+
+SEResNet50.__doc__ = se_docstring(SEResNet50, "ResNet50", FAMILY, module="resnet",
+                                  n_sites=16, reference=_REFERENCE)
+SEResNet101.__doc__ = se_docstring(SEResNet101, "ResNet101", FAMILY, module="resnet",
+                                   n_sites=33, reference=_REFERENCE)
+SEResNet152.__doc__ = se_docstring(SEResNet152, "ResNet152", FAMILY, module="resnet",
+                                   n_sites=50, reference=_REFERENCE)

@@ -1,0 +1,54 @@
+"""SE-ResNetV2: Keras's ResNet50V2/101V2/152V2 with SE on every residual branch."""
+
+from __future__ import annotations
+
+import keras
+from keras_se.applications._builder import Family, build_se_model, se_docstring
+
+preprocess_input = keras.applications.resnet_v2.preprocess_input
+decode_predictions = keras.applications.resnet_v2.decode_predictions
+
+FAMILY = Family(
+    name="ResNetV2",
+    module=keras.applications.resnet_v2,
+    placement="residual",
+    select=None,
+    rationale=(
+        "The paper's SE-ResNet module on the pre-activation ResNet: SE recalibrates "
+        "each bottleneck's residual branch (after its last 1x1 convolution, which "
+        "pre-activation units leave without BatchNormalization) before the sum with "
+        "the shortcut."
+    ),
+)
+_REFERENCE = "[He et al., 2016, Identity Mappings in Deep Residual Networks](https://arxiv.org/abs/1603.05027)"
+
+
+# Each constructor passes its arguments on with `**locals()`: the signature is
+# keras's (same order, same defaults, `name` aside) plus the SE options.
+def SEResNet50V2(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                 pooling=None, classes=1000, classifier_activation="softmax",
+                 name="se_resnet50v2", *, ratio=16, squeeze="avg", gate="sigmoid",
+                 init="identity", placement=None, select=None, **se_options):
+    return build_se_model(keras.applications.ResNet50V2, FAMILY, **locals())
+
+
+def SEResNet101V2(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                  pooling=None, classes=1000, classifier_activation="softmax",
+                  name="se_resnet101v2", *, ratio=16, squeeze="avg", gate="sigmoid",
+                  init="identity", placement=None, select=None, **se_options):
+    return build_se_model(keras.applications.ResNet101V2, FAMILY, **locals())
+
+
+def SEResNet152V2(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                  pooling=None, classes=1000, classifier_activation="softmax",
+                  name="se_resnet152v2", *, ratio=16, squeeze="avg", gate="sigmoid",
+                  init="identity", placement=None, select=None, **se_options):
+    return build_se_model(keras.applications.ResNet152V2, FAMILY, **locals())
+
+
+SEResNet50V2.__doc__ = se_docstring(SEResNet50V2, "ResNet50V2", FAMILY, module="resnet_v2",
+                                    n_sites=16, reference=_REFERENCE)
+SEResNet101V2.__doc__ = se_docstring(SEResNet101V2, "ResNet101V2", FAMILY,
+                                     module="resnet_v2", n_sites=33, reference=_REFERENCE)
+SEResNet152V2.__doc__ = se_docstring(SEResNet152V2, "ResNet152V2", FAMILY,
+                                     module="resnet_v2", n_sites=50, reference=_REFERENCE)

@@ -1,0 +1,37 @@
+"""SE-VGG16: Keras's VGG16 with SE after every convolution's ReLU."""
+
+from __future__ import annotations
+
+import keras
+from keras_se.applications._builder import Family, build_se_model, se_docstring
+
+preprocess_input = keras.applications.vgg16.preprocess_input
+decode_predictions = keras.applications.vgg16.decode_predictions
+
+FAMILY = Family(
+    name="VGG",
+    module=keras.applications.vgg16,
+    placement="post_activation",
+    select=None,
+    rationale=(
+        "The paper's rule for non-residual networks (Section 6.1): an SE block after "
+        "the non-linearity that follows each convolution. Keras's VGG fuses the ReLU "
+        "into each Conv2D, so the SE block follows the convolution layer itself. The "
+        "paper's SE-VGG-16 (Table 2) has BatchNormalization after each convolution; "
+        "Keras's VGG has none, and this model adds none."
+    ),
+)
+_REFERENCE = "[Simonyan & Zisserman, 2014, Very Deep Convolutional Networks](https://arxiv.org/abs/1409.1556)"
+
+
+# The constructor passes its arguments on with `**locals()`: the signature is
+# keras's (same order, same defaults, `name` aside) plus the SE options.
+def SEVGG16(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+            pooling=None, classes=1000, classifier_activation="softmax", name="se_vgg16",
+            *, ratio=16, squeeze="avg", gate="sigmoid", init="identity", placement=None,
+            select=None, **se_options):
+    return build_se_model(keras.applications.VGG16, FAMILY, **locals())
+
+
+SEVGG16.__doc__ = se_docstring(SEVGG16, "VGG16", FAMILY, module="vgg16", n_sites=13,
+                              reference=_REFERENCE)

@@ -1,0 +1,37 @@
+"""SE-Xception: Keras's Xception with SE on every residual branch."""
+
+from __future__ import annotations
+
+import keras
+from keras_se.applications._builder import Family, build_se_model, se_docstring
+
+preprocess_input = keras.applications.xception.preprocess_input
+decode_predictions = keras.applications.xception.decode_predictions
+
+FAMILY = Family(
+    name="Xception",
+    module=keras.applications.xception,
+    placement="residual",
+    select=None,
+    rationale=(
+        "Xception is a stack of residual units of separable convolutions, so the "
+        "SE-ResNet module applies: SE on the residual branch before the sum with the "
+        "shortcut, in all 12 units. In the entry and exit flow (blocks 2-4 and 13) "
+        "the branch ends in max pooling, and the SE block follows it; in the middle "
+        "flow it follows the third separable convolution's BatchNormalization."
+    ),
+)
+_REFERENCE = "[Chollet, 2017, Xception](https://arxiv.org/abs/1610.02357)"
+
+
+# The constructor passes its arguments on with `**locals()`: the signature is
+# keras's (same order, same defaults, `name` aside) plus the SE options.
+def SEXception(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+               pooling=None, classes=1000, classifier_activation="softmax",
+               name="se_xception", *, ratio=16, squeeze="avg", gate="sigmoid",
+               init="identity", placement=None, select=None, **se_options):
+    return build_se_model(keras.applications.Xception, FAMILY, **locals())
+
+
+SEXception.__doc__ = se_docstring(SEXception, "Xception", FAMILY, module="xception",
+                                  n_sites=12, reference=_REFERENCE)
