@@ -1,0 +1,741 @@
+"""Fine-tuning retrofitted models: freezing, a new head, resumable training, records.
+
+The standard first phase of transfer learning after `add_se_blocks`: freeze
+the pretrained backbone, train only the new SE blocks and a new classifier
+head (`freeze_backbone`), then optionally unfreeze everything at a lower
+learning rate. `finetune` runs `model.fit` with Keras's `BackupAndRestore`, so
+an interrupted run (Ctrl-C, `kill -9`, a preempted machine) continues from the
+last completed epoch when it is started again with the same `backup_dir`, and
+it keeps the complete history across such restarts.
+
+Distribution: `finetune(..., strategy="mirrored")` trains with
+`tf.distribute.MirroredStrategy` over every GPU (or every logical CPU device
+when there is no GPU); `strategy="multiworker"` with
+`tf.distribute.MultiWorkerMirroredStrategy`, configured by the `TF_CONFIG`
+environment variable. Build the model inside the strategy's scope by passing a
+function that returns it instead of the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_se.layers import SqueezeExcite
+
+FREEZE_MODES = ("backbone", "none")
+STRATEGIES = ("default", "mirrored", "multiworker")
+SCHEDULES = ("cosine", "constant")
+
+_STATE_FILE = "finetune_state.json"
+_BACKUP_SUBDIR = "backup"
+
+
+# --------------------------------------------------------------------------
+# Layers: walking, freezing, heads.
+# --------------------------------------------------------------------------
+def _is_container(layer) -> bool:
+    return isinstance(layer, keras.Model)
+
+
+def leaf_layers(model: keras.Model) -> Iterable[keras.layers.Layer]:
+    """Yields every layer of `model` that is not itself a model, depth first."""
+    for layer in model.layers:
+        if _is_container(layer):
+            yield from leaf_layers(layer)
+        else:
+            yield layer
+
+
+def default_head(model: keras.Model) -> list[str]:
+    """Names of the top-level layers after the last spatial feature map.
+
+    For `add_classifier_head`'s models that is `head_pool`, `head_dropout`
+    and `head`; for a `keras.applications` classifier, `avg_pool` and
+    `predictions`. These are the layers a new task trains from scratch.
+    """
+    names = []
+    for layer in reversed(model.layers):
+        if _is_container(layer) or isinstance(layer, keras.layers.InputLayer):
+            break
+        try:
+            shape = layer.output.shape
+        except (AttributeError, ValueError):
+            break
+        if len(shape) > 2:
+            break
+        names.append(layer.name)
+    return list(reversed(names))
+
+
+def freeze_backbone(
+    model: keras.Model,
+    *,
+    head: Sequence[str] | None = None,
+    train_batchnorm: bool = False,
+) -> keras.Model:
+    """Makes only the SE layers and the head of `model` trainable, in place.
+
+    Every `keras_se.SqueezeExcite` layer (in nested models too) and every
+    head layer stays trainable; every other layer is frozen. Frozen
+    `BatchNormalization` layers run in inference mode (Keras's rule for
+    `trainable=False`), the standard choice when fine-tuning on a small
+    dataset.
+
+    Args:
+        model: a Keras model, possibly nesting others.
+        head: names of the (top-level) head layers to keep trainable, or None
+            for `default_head(model)`: the layers after the last spatial
+            feature map. Defaults to `None`.
+        train_batchnorm: bool, also keep `BatchNormalization` layers
+            trainable. Defaults to `False`.
+
+    Returns:
+        `model`, for chaining.
+
+    Example:
+
+    >>> import keras, keras_se
+    >>> base = keras.applications.MobileNetV2(
+    ...     input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None)
+    >>> model = keras_se.add_classifier_head(
+    ...     keras_se.add_se_blocks(base, select="depthwise_relu$"), 5)
+    >>> model = keras_se.freeze_backbone(model)
+    >>> sorted({type(l).__name__ for l in model.layers if l.trainable
+    ...         and l.weights})
+    ['Dense', 'SqueezeExcite']
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"`model` must be a keras.Model. Received: model of type {type(model).__name__}")
+    if head is None:
+        head = default_head(model)
+    elif isinstance(head, str):
+        head = [head]
+    top_names = {layer.name for layer in model.layers}
+    unknown = [h for h in head if h not in top_names]
+    if unknown:
+        raise ValueError(
+            f"`head` names layers that are not in the model's top level: {unknown}. "
+            f"Received: head={list(head)!r}"
+        )
+    head = set(head)
+
+    def visit(container):
+        container.trainable = True  # sets every sub-layer; leaves are set below
+        for layer in container.layers:
+            if layer.name in head and container is model:
+                layer.trainable = True
+            elif _is_container(layer):
+                visit(layer)
+            elif isinstance(layer, SqueezeExcite):
+                layer.trainable = True
+            elif train_batchnorm and isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = True
+            else:
+                layer.trainable = False
+
+    visit(model)
+    return model
+
+
+def unfreeze(model: keras.Model) -> keras.Model:
+    """Makes every layer of `model` trainable again, in place; returns it."""
+    model.trainable = True
+    return model
+
+
+def add_classifier_head(
+    backbone: keras.Model,
+    num_classes: int,
+    *,
+    dropout: float = 0.2,
+    activation: str | None = "softmax",
+    name: str | None = None,
+) -> keras.Model:
+    """A classifier: `backbone`, global average pooling, dropout, `Dense`.
+
+    The new layers are named `head_pool`, `head_dropout` and `head`. The
+    result is a flat Functional model (the backbone's layers are its own),
+    so `freeze_backbone` finds the SE layers directly.
+
+    Args:
+        backbone: a Functional model with one input and one output, a
+            feature map `(batch, h, w, c)` or a vector `(batch, c)`.
+        num_classes: int, at least 2.
+        dropout: float in [0, 1), the dropout rate before the classifier; 0
+            for none. Defaults to `0.2`.
+        activation: the classifier's activation. Defaults to `"softmax"`.
+        name: the model's name. Defaults to the backbone's.
+
+    Returns:
+        A new `keras.Model` sharing the backbone's layers and weights.
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(
+            f"`num_classes` must be an int >= 2. Received: num_classes={num_classes!r}"
+        )
+    if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
+    if len(backbone.outputs) != 1:
+        raise ValueError(
+            "`backbone` must have exactly one output. "
+            f"Received: backbone with {len(backbone.outputs)} outputs"
+        )
+    x = backbone.outputs[0]
+    if len(x.shape) == 4:
+        x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
+    elif len(x.shape) != 2:
+        raise ValueError(
+            "`backbone` must output a feature map (batch, h, w, c) or a vector "
+            f"(batch, c). Received: output shape {tuple(x.shape)}"
+        )
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    x = keras.layers.Dense(num_classes, activation=activation, name="head")(x)
+    # A single input stays a single tensor (not a one-element list), so that
+    # the exported `serve` signature takes a tensor.
+    inputs = backbone.inputs[0] if len(backbone.inputs) == 1 else backbone.inputs
+    return keras.Model(inputs, x, name=name or backbone.name)
+
+
+def replace_head(
+    model: keras.Model, num_classes: int, *, activation: str | None = None
+) -> keras.Model:
+    """Replaces the last `Dense` classifier of `model` by a new one.
+
+    Everything up to the classifier's input is kept (with its weights); the
+    layers after the last top-level `Dense` (an `Activation`, say) go. The
+    new layer is named `head`; its activation defaults to the old one's.
+
+    Args:
+        model: a Functional or Sequential classifier whose last weighted
+            top-level layer is a `Dense`.
+        num_classes: int, at least 2.
+        activation: the new classifier's activation, or None for the old
+            one's. Defaults to `None`.
+
+    Returns:
+        A new `keras.Model`.
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(
+            f"`num_classes` must be an int >= 2. Received: num_classes={num_classes!r}"
+        )
+    dense = next((la for la in reversed(model.layers) if isinstance(la, keras.layers.Dense)), None)
+    if dense is None:
+        raise ValueError(
+            "`model` has no top-level Dense classifier to replace. "
+            f"Received: model={model.name!r}"
+        )
+    if activation is None:
+        activation = keras.activations.serialize(dense.activation)
+        if isinstance(activation, dict):
+            activation = activation.get("config", {}).get("name", "linear")
+    x = dense.input
+    out = keras.layers.Dense(num_classes, activation=activation, name="head")(x)
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, out, name=model.name)
+
+
+def set_batchnorm_momentum(model: keras.Model, momentum: float) -> int:
+    """Sets the moving-average momentum of every `BatchNormalization` layer.
+
+    `keras.applications` models use 0.999 (MobileNetV2) or 0.99: right for
+    long ImageNet schedules, far too slow for the few hundred steps of a
+    short from-scratch run, whose moving statistics would then still be
+    close to their initial values. 0.9 is the usual choice there.
+
+    Args:
+        model: a Keras model, possibly nesting others.
+        momentum: float in (0, 1).
+
+    Returns:
+        The number of layers changed.
+    """
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 < momentum < 1:
+        raise ValueError(f"`momentum` must be in (0, 1). Received: momentum={momentum!r}")
+    count = 0
+    for layer in leaf_layers(model):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = float(momentum)
+            count += 1
+    return count
+
+
+def count_params(model: keras.Model) -> dict[str, int]:
+    """`{"total": ..., "trainable": ..., "se": ...}` parameter counts of `model`."""
+    trainable = int(sum(np.prod(v.shape) for v in model.trainable_weights))
+    se = int(sum(la.count_params() for la in leaf_layers(model) if isinstance(la, SqueezeExcite)))
+    return {"total": int(model.count_params()), "trainable": trainable, "se": se}
+
+
+# --------------------------------------------------------------------------
+# Strategies.
+# --------------------------------------------------------------------------
+def _patch_multiworker_reduce(strategy):
+    """Works around keras-team/keras#20585 (Keras 3 fit under MultiWorkerMirroredStrategy).
+
+    Keras 3's TF trainer calls `strategy.reduce` on a whole `(x, y)` batch to
+    build the model symbolically, and with `axis=0` on scalar metric values;
+    `MultiWorkerMirroredStrategy` reduces only single values across workers
+    and rejects a reduction axis on scalars. This reduces leaf by leaf and
+    drops the axis for scalars: the same numbers, on every worker.
+    """
+    original = strategy.reduce
+
+    def reduce(reduce_op, value, axis=None):
+        def one(v):
+            a = axis
+            if a is not None:
+                local = strategy.experimental_local_results(v)[0]
+                if getattr(local.shape, "rank", None) == 0:
+                    a = None
+            return original(reduce_op, v, axis=a)
+
+        return tf.nest.map_structure(one, value)
+
+    strategy.reduce = reduce
+    return strategy
+
+
+def make_strategy(name: str = "default") -> tf.distribute.Strategy:
+    """Creates the `tf.distribute` strategy `name`.
+
+    Args:
+        name: `"default"` (no distribution), `"mirrored"`
+            (`MirroredStrategy` over every GPU, or over every logical CPU
+            device when there is no GPU) or `"multiworker"`
+            (`MultiWorkerMirroredStrategy` configured by `TF_CONFIG`; create
+            it before any other TensorFlow work in the process).
+
+    Returns:
+        A `tf.distribute.Strategy`.
+    """
+    if name not in STRATEGIES:
+        raise ValueError(
+            f"`strategy` must be one of {', '.join(repr(s) for s in STRATEGIES)}. "
+            f"Received: strategy={name!r}"
+        )
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        if gpus:
+            return tf.distribute.MirroredStrategy()
+        cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(
+            devices=cpus, cross_device_ops=tf.distribute.ReductionToOneDevice()
+        )
+    tf_config = os.environ.get("TF_CONFIG")
+    if tf_config:
+        try:
+            cluster = json.loads(tf_config)
+            cluster["cluster"]["worker"], cluster["task"]["index"]  # noqa: B018
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(
+                "`strategy='multiworker'` needs TF_CONFIG to be JSON with "
+                '{"cluster": {"worker": [...]}, "task": {"type": "worker", "index": i}}. '
+                f"Received: TF_CONFIG={tf_config!r}"
+            ) from e
+    return _patch_multiworker_reduce(tf.distribute.MultiWorkerMirroredStrategy())
+
+
+def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
+    """Whether this process writes the results: True unless it is a non-chief worker."""
+    resolver = getattr(getattr(strategy, "cluster_resolver", None), "task_type", None)
+    if strategy is None or resolver is None:
+        tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+        task = tf_config.get("task", {})
+        task_type, task_id = task.get("type"), task.get("index", 0)
+        cluster = tf_config.get("cluster", {})
+    else:
+        task_type = strategy.cluster_resolver.task_type
+        task_id = strategy.cluster_resolver.task_id
+        cluster = strategy.cluster_resolver.cluster_spec().as_dict()
+    if task_type in (None, "chief"):
+        return True
+    return task_type == "worker" and task_id == 0 and "chief" not in cluster
+
+
+# --------------------------------------------------------------------------
+# Training.
+# --------------------------------------------------------------------------
+def _write_json_atomic(path, obj):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _read_json(path, default=None):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default
+
+
+class _EpochLog(keras.callbacks.Callback):
+    """Records every finished epoch's logs in the state file (survives restarts)."""
+
+    def __init__(self, state_path, state):
+        super().__init__()
+        self.state_path = state_path
+        self.state = state
+
+    def on_epoch_end(self, epoch, logs=None):
+        entry = {k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0}
+        self.state.setdefault("epochs", {})[str(epoch + 1)] = entry
+        _write_json_atomic(self.state_path, self.state)
+
+
+@dataclasses.dataclass
+class FinetuneResult:
+    """What `finetune` did.
+
+    Attributes:
+        model: the trained model.
+        history: dict of lists, every epoch of the run including those done
+            before a restart; `history["epoch"]` holds the 1-based epoch
+            numbers.
+        initial_epoch: the number of epochs already done when this call
+            started (non-zero after a resume).
+        before: validation metrics before training (`{"loss": ...,
+            "accuracy": ...}`), or None without validation data.
+        after: validation metrics after training, or None.
+        params: `count_params(model)` under the freezing used.
+        strategy: the strategy's class name.
+        num_replicas: replicas in sync.
+        seconds: wall time of this call's training.
+    """
+
+    model: keras.Model
+    history: dict[str, list]
+    initial_epoch: int
+    before: dict[str, float] | None
+    after: dict[str, float] | None
+    params: dict[str, int]
+    strategy: str
+    num_replicas: int
+    seconds: float
+
+    def metrics(self) -> dict[str, Any]:
+        """A JSON-able summary (what the CLI writes to `metrics.json`)."""
+        return {
+            "epochs": len(self.history.get("epoch", [])),
+            "initial_epoch": self.initial_epoch,
+            "resumed": self.initial_epoch > 0,
+            "before": self.before,
+            "after": self.after,
+            "params": self.params,
+            "strategy": self.strategy,
+            "num_replicas": self.num_replicas,
+            "train_seconds": round(self.seconds, 2),
+        }
+
+
+def _loss_from_logits(model):
+    last = model.layers[-1]
+    act = getattr(last, "activation", None)
+    name = getattr(act, "__name__", None)
+    if isinstance(last, keras.layers.Softmax) or name == "softmax":
+        return False
+    if isinstance(last, keras.layers.Activation) and name == "softmax":
+        return False
+    return True
+
+
+def _evaluate(model, data, steps):
+    logs = model.evaluate(data, steps=steps, verbose=0, return_dict=True)
+    return {k: float(v) for k, v in logs.items()}
+
+
+def finetune(
+    model: keras.Model | Callable[[], keras.Model],
+    train_data: tf.data.Dataset,
+    validation_data: tf.data.Dataset | None = None,
+    *,
+    epochs: int = 5,
+    learning_rate: float = 1e-3,
+    schedule: str = "cosine",
+    weight_decay: float = 0.0,
+    freeze: str = "backbone",
+    head: Sequence[str] | None = None,
+    strategy: str | tf.distribute.Strategy | None = None,
+    backup_dir: str | None = None,
+    evaluate_before: bool = True,
+    steps_per_epoch: int | None = None,
+    validation_steps: int | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: str | int = "auto",
+    jit_compile: bool = False,
+) -> FinetuneResult:
+    """Fine-tunes a classifier with sparse labels; resumable.
+
+    The model is compiled with Adam (AdamW with `weight_decay`), sparse
+    categorical cross-entropy and accuracy, then trained with
+    `model.fit`. With `backup_dir`, Keras's `BackupAndRestore` saves the
+    weights, the optimizer state and the epoch after every epoch; calling
+    `finetune` again with the same `backup_dir` (after Ctrl-C, `kill -9`,
+    ...) continues from the last finished epoch, and the returned history
+    still covers every epoch.
+
+    Args:
+        model: the model (a classifier with `num_classes` outputs), or a
+            function returning it: needed with a distribution strategy, so
+            that its variables are created in the strategy's scope.
+        train_data: `tf.data.Dataset` of `(images, labels)` batches.
+        validation_data: the same for validation, or None. Defaults to
+            `None`.
+        epochs: int, the total number of epochs (including those done
+            before a restart). Defaults to `5`.
+        learning_rate: float, the peak learning rate. Defaults to `1e-3`.
+        schedule: `"cosine"` (decay to 0 over all epochs) or `"constant"`.
+            Defaults to `"cosine"`.
+        weight_decay: float; non-zero uses AdamW. Defaults to `0.0`.
+        freeze: `"backbone"` (`freeze_backbone`: train only the SE layers
+            and the head) or `"none"` (train everything). Defaults to
+            `"backbone"`.
+        head: the head layers for `freeze_backbone`. Defaults to `None`
+            (`default_head`).
+        strategy: None or `"default"`, `"mirrored"`, `"multiworker"` (see
+            `make_strategy`) or a `tf.distribute.Strategy`. Defaults to
+            `None`.
+        backup_dir: directory for the resumable state, or None (no resume).
+            Defaults to `None`.
+        evaluate_before: bool, evaluate on the validation data before
+            training (once; not again on resume). Defaults to `True`.
+        steps_per_epoch: int or None (the whole dataset). Defaults to
+            `None`.
+        validation_steps: int or None. Defaults to `None`.
+        callbacks: extra Keras callbacks. Defaults to `()`.
+        verbose: passed to `fit`. Defaults to `"auto"`.
+        jit_compile: bool, XLA-compile the train step (slow to compile on
+            CPU). Defaults to `False`.
+
+    Returns:
+        A `FinetuneResult`.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"`epochs` must be a positive int. Received: epochs={epochs!r}")
+    if not isinstance(learning_rate, (int, float)) or not learning_rate > 0 or not math.isfinite(
+        learning_rate
+    ):
+        raise ValueError(
+            f"`learning_rate` must be a positive number. Received: learning_rate={learning_rate!r}"
+        )
+    if schedule not in SCHEDULES:
+        raise ValueError(
+            f"`schedule` must be one of {', '.join(repr(s) for s in SCHEDULES)}. "
+            f"Received: schedule={schedule!r}"
+        )
+    if freeze not in FREEZE_MODES:
+        raise ValueError(
+            f"`freeze` must be one of {', '.join(repr(f) for f in FREEZE_MODES)}. "
+            f"Received: freeze={freeze!r}"
+        )
+    if strategy is None or isinstance(strategy, str):
+        strategy = make_strategy(strategy or "default")
+    if isinstance(model, keras.Model):
+        default = type(tf.distribute.get_strategy())
+        if (
+            not isinstance(strategy, default)
+            and model.weights
+            and not strategy.extended.variable_created_in_scope(model.weights[0])
+        ):
+            raise ValueError(
+                "With a distribution strategy, pass a function that builds the model, so "
+                "that its variables are created in the strategy's scope. "
+                f"Received: model={model.name!r} (built outside the scope)"
+            )
+        build = lambda: model  # noqa: E731
+    elif callable(model):
+        build = model
+    else:
+        raise TypeError(
+            "`model` must be a keras.Model or a function returning one. "
+            f"Received: model of type {type(model).__name__}"
+        )
+
+    state_path = state = None
+    if backup_dir is not None:
+        os.makedirs(backup_dir, exist_ok=True)
+        state_path = os.path.join(backup_dir, _STATE_FILE)
+        state = _read_json(state_path, {}) or {}
+    backup = os.path.join(backup_dir, _BACKUP_SUBDIR) if backup_dir else None
+    done = 0
+    if backup:
+        meta = _read_json(os.path.join(backup, "training_metadata.json"), {}) or {}
+        done = int(meta.get("epoch", 0))
+    if state is not None and done == 0:
+        state.pop("epochs", None)  # nothing was backed up: start the record afresh
+
+    with strategy.scope():
+        model = build()
+        if freeze == "backbone":
+            freeze_backbone(model, head=head)
+        steps_total = epochs * (steps_per_epoch or _cardinality(train_data))
+        if schedule == "cosine" and steps_total:
+            lr = keras.optimizers.schedules.CosineDecay(learning_rate, steps_total)
+        else:
+            lr = learning_rate
+        if weight_decay:
+            optimizer = keras.optimizers.AdamW(lr, weight_decay=weight_decay)
+        else:
+            optimizer = keras.optimizers.Adam(lr)
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=_loss_from_logits(model)),
+            metrics=["accuracy"],
+            jit_compile=jit_compile,
+        )
+        # Creating the optimizer's variables now, not in the first traced
+        # step, halves the first step's tracing time (TensorFlow retraces a
+        # function that creates variables).
+        model.optimizer.build(model.trainable_variables)
+
+    before = None
+    if validation_data is not None and evaluate_before:
+        if state is not None and "before" in state:
+            before = state["before"]
+        else:
+            before = _evaluate(model, validation_data, validation_steps)
+            if state is not None:
+                state["before"] = before
+                _write_json_atomic(state_path, state)
+
+    cbs = list(callbacks)
+    if backup:
+        # The epoch's record is written before its backup: a kill between the
+        # two repeats that epoch on resume and overwrites the record.
+        cbs = [
+            _EpochLog(state_path, state),
+            # The backup outlives `fit`: a failure after training (saving,
+            # export) then resumes with nothing left to train. Remove
+            # `backup_dir` once the results are safe.
+            keras.callbacks.BackupAndRestore(
+                backup, double_checkpoint=True, delete_checkpoint=False
+            ),
+        ] + cbs
+    start = time.time()
+    fit = model.fit(
+        train_data,
+        validation_data=validation_data,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        validation_steps=validation_steps,
+        callbacks=cbs,
+        verbose=verbose,
+        shuffle=False,
+    )
+    seconds = time.time() - start
+
+    if state is not None:
+        epochs_log = state.get("epochs", {})
+        numbers = sorted(int(k) for k in epochs_log)
+        history = {"epoch": numbers}
+        for n in numbers:
+            for key, value in epochs_log[str(n)].items():
+                history.setdefault(key, []).append(value)
+    else:
+        history = {"epoch": list(range(1, len(fit.history.get("loss", [])) + 1))}
+        history.update({k: [float(x) for x in v] for k, v in fit.history.items()})
+    history = {k: v for k, v in history.items() if k == "epoch" or len(v) == len(history["epoch"])}
+    after = None
+    if validation_data is not None:
+        if history.get("val_loss"):
+            after = {"loss": history["val_loss"][-1], "accuracy": history["val_accuracy"][-1]}
+        else:
+            after = _evaluate(model, validation_data, validation_steps)
+    return FinetuneResult(
+        model=model,
+        history=history,
+        initial_epoch=done,
+        before=before,
+        after=after,
+        params=count_params(model),
+        strategy=type(strategy).__name__,
+        num_replicas=int(strategy.num_replicas_in_sync),
+        seconds=seconds,
+    )
+
+
+def _cardinality(dataset):
+    n = int(dataset.cardinality())
+    return n if n > 0 else 0
+
+
+# --------------------------------------------------------------------------
+# Records.
+# --------------------------------------------------------------------------
+def plot_history(history: dict[str, list], path: str, *, title: str | None = None) -> str:
+    """Writes loss and accuracy curves (train and validation) to a PNG.
+
+    Uses matplotlib's Agg canvas directly: no display, no change to the
+    global pyplot backend.
+
+    Args:
+        history: a `FinetuneResult.history` (or `History.history`) dict.
+        path: the PNG path.
+        title: an optional figure title.
+
+    Returns:
+        `path`.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    n = len(history.get("loss", []))
+    epochs = history.get("epoch") or list(range(1, n + 1))
+    fig = Figure(figsize=(9, 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    for i, (metric, label) in enumerate((("loss", "loss"), ("accuracy", "accuracy"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for key, style, name in ((metric, "-o", "train"), (f"val_{metric}", "-s", "validation")):
+            if history.get(key):
+                ax.plot(epochs[: len(history[key])], history[key], style, label=name, markersize=3)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        if metric == "accuracy":
+            ax.set_ylim(0, 1)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def write_records(result: FinetuneResult, out_dir: str, extra: dict | None = None) -> dict[str, str]:
+    """Writes `history.json`, `metrics.json` and `curves.png` into `out_dir`.
+
+    Args:
+        result: a `FinetuneResult`.
+        out_dir: an existing directory.
+        extra: more keys for `metrics.json` (the run's settings, say).
+
+    Returns:
+        The written paths by name.
+    """
+    paths = {
+        "history": os.path.join(out_dir, "history.json"),
+        "metrics": os.path.join(out_dir, "metrics.json"),
+        "curves": os.path.join(out_dir, "curves.png"),
+    }
+    _write_json_atomic(paths["history"], result.history)
+    metrics = result.metrics()
+    if extra:
+        metrics.update(extra)
+    _write_json_atomic(paths["metrics"], metrics)
+    plot_history(result.history, paths["curves"], title=(extra or {}).get("model"))
+    return paths
