@@ -15,7 +15,7 @@ import json
 import os
 import textwrap
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -37,6 +37,11 @@ SE_OPTIONS = (
     "kernel_regularizer",
     "bias_regularizer",
 )
+
+#: The types of the constructors' `weights`, `ratio` and `select` arguments.
+Weights = str | os.PathLike | None
+Ratio = int | Callable[[keras_se.Site], int]
+Select = str | Sequence[str] | Callable[[keras_se.Site], bool] | None
 
 _WEIGHT_SUFFIXES = (".weights.h5", ".h5", ".hdf5", ".keras")
 

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
-from keras_se.applications._builder import Family, build_se_model, se_docstring
+from keras_se.applications._builder import (
+    Family,
+    Ratio,
+    Select,
+    Weights,
+    build_se_model,
+    se_docstring,
+)
 
 preprocess_input = keras.applications.convnext.preprocess_input
 decode_predictions = keras.applications.convnext.decode_predictions
@@ -29,43 +38,113 @@ _REFERENCE = "[Liu et al., 2022, A ConvNet for the 2020s](https://arxiv.org/abs/
 
 # Each constructor passes its arguments on with `**locals()`: the signature is
 # keras's (same order, same defaults, `name` aside) plus the SE options.
-def SEConvNeXtTiny(include_top=True, include_preprocessing=True, weights="imagenet",
-                   input_tensor=None, input_shape=None, pooling=None, classes=1000,
-                   classifier_activation="softmax", name="se_convnext_tiny", *, ratio=16,
-                   squeeze="avg", gate="sigmoid", init="identity", placement=None,
-                   select=None, **se_options):
+def SEConvNeXtTiny(
+    include_top: bool = True,
+    include_preprocessing: bool = True,
+    weights: Weights = "imagenet",
+    input_tensor: keras.KerasTensor | None = None,
+    input_shape: tuple[int | None, ...] | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | None = "softmax",
+    name: str = "se_convnext_tiny",
+    *,
+    ratio: Ratio = 16,
+    squeeze: str = "avg",
+    gate: str = "sigmoid",
+    init: str = "identity",
+    placement: str | None = None,
+    select: Select = None,
+    **se_options: Any,
+) -> keras.Model:
     return build_se_model(keras.applications.ConvNeXtTiny, FAMILY, **locals())
 
 
-def SEConvNeXtSmall(include_top=True, include_preprocessing=True, weights="imagenet",
-                    input_tensor=None, input_shape=None, pooling=None, classes=1000,
-                    classifier_activation="softmax", name="se_convnext_small", *,
-                    ratio=16, squeeze="avg", gate="sigmoid", init="identity",
-                    placement=None, select=None, **se_options):
+def SEConvNeXtSmall(
+    include_top: bool = True,
+    include_preprocessing: bool = True,
+    weights: Weights = "imagenet",
+    input_tensor: keras.KerasTensor | None = None,
+    input_shape: tuple[int | None, ...] | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | None = "softmax",
+    name: str = "se_convnext_small",
+    *,
+    ratio: Ratio = 16,
+    squeeze: str = "avg",
+    gate: str = "sigmoid",
+    init: str = "identity",
+    placement: str | None = None,
+    select: Select = None,
+    **se_options: Any,
+) -> keras.Model:
     return build_se_model(keras.applications.ConvNeXtSmall, FAMILY, **locals())
 
 
-def SEConvNeXtBase(include_top=True, include_preprocessing=True, weights="imagenet",
-                   input_tensor=None, input_shape=None, pooling=None, classes=1000,
-                   classifier_activation="softmax", name="se_convnext_base", *, ratio=16,
-                   squeeze="avg", gate="sigmoid", init="identity", placement=None,
-                   select=None, **se_options):
+def SEConvNeXtBase(
+    include_top: bool = True,
+    include_preprocessing: bool = True,
+    weights: Weights = "imagenet",
+    input_tensor: keras.KerasTensor | None = None,
+    input_shape: tuple[int | None, ...] | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | None = "softmax",
+    name: str = "se_convnext_base",
+    *,
+    ratio: Ratio = 16,
+    squeeze: str = "avg",
+    gate: str = "sigmoid",
+    init: str = "identity",
+    placement: str | None = None,
+    select: Select = None,
+    **se_options: Any,
+) -> keras.Model:
     return build_se_model(keras.applications.ConvNeXtBase, FAMILY, **locals())
 
 
-def SEConvNeXtLarge(include_top=True, include_preprocessing=True, weights="imagenet",
-                    input_tensor=None, input_shape=None, pooling=None, classes=1000,
-                    classifier_activation="softmax", name="se_convnext_large", *,
-                    ratio=16, squeeze="avg", gate="sigmoid", init="identity",
-                    placement=None, select=None, **se_options):
+def SEConvNeXtLarge(
+    include_top: bool = True,
+    include_preprocessing: bool = True,
+    weights: Weights = "imagenet",
+    input_tensor: keras.KerasTensor | None = None,
+    input_shape: tuple[int | None, ...] | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | None = "softmax",
+    name: str = "se_convnext_large",
+    *,
+    ratio: Ratio = 16,
+    squeeze: str = "avg",
+    gate: str = "sigmoid",
+    init: str = "identity",
+    placement: str | None = None,
+    select: Select = None,
+    **se_options: Any,
+) -> keras.Model:
     return build_se_model(keras.applications.ConvNeXtLarge, FAMILY, **locals())
 
 
-def SEConvNeXtXLarge(include_top=True, include_preprocessing=True, weights="imagenet",
-                     input_tensor=None, input_shape=None, pooling=None, classes=1000,
-                     classifier_activation="softmax", name="se_convnext_xlarge", *,
-                     ratio=16, squeeze="avg", gate="sigmoid", init="identity",
-                     placement=None, select=None, **se_options):
+def SEConvNeXtXLarge(
+    include_top: bool = True,
+    include_preprocessing: bool = True,
+    weights: Weights = "imagenet",
+    input_tensor: keras.KerasTensor | None = None,
+    input_shape: tuple[int | None, ...] | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | None = "softmax",
+    name: str = "se_convnext_xlarge",
+    *,
+    ratio: Ratio = 16,
+    squeeze: str = "avg",
+    gate: str = "sigmoid",
+    init: str = "identity",
+    placement: str | None = None,
+    select: Select = None,
+    **se_options: Any,
+) -> keras.Model:
     return build_se_model(keras.applications.ConvNeXtXLarge, FAMILY, **locals())
 
 

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
-from keras_se.applications._builder import Family, build_se_model, se_docstring
+from keras_se.applications._builder import (
+    Family,
+    Ratio,
+    Select,
+    Weights,
+    build_se_model,
+    se_docstring,
+)
 
 preprocess_input = keras.applications.mobilenet_v2.preprocess_input
 decode_predictions = keras.applications.mobilenet_v2.decode_predictions
@@ -29,11 +38,25 @@ _REFERENCE = "[Sandler et al., 2018, MobileNetV2](https://arxiv.org/abs/1801.043
 
 # The constructor passes its arguments on with `**locals()`: the signature is
 # keras's (same order, same defaults) plus the SE options.
-def SEMobileNetV2(input_shape=None, alpha=1.0, include_top=True, weights="imagenet",
-                  input_tensor=None, pooling=None, classes=1000,
-                  classifier_activation="softmax", name=None, *, ratio=16, squeeze="avg",
-                  gate="sigmoid", init="identity", placement=None, select=None,
-                  **se_options):
+def SEMobileNetV2(
+    input_shape: tuple[int | None, ...] | None = None,
+    alpha: float = 1.0,
+    include_top: bool = True,
+    weights: Weights = "imagenet",
+    input_tensor: keras.KerasTensor | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | None = "softmax",
+    name: str | None = None,
+    *,
+    ratio: Ratio = 16,
+    squeeze: str = "avg",
+    gate: str = "sigmoid",
+    init: str = "identity",
+    placement: str | None = None,
+    select: Select = None,
+    **se_options: Any,
+) -> keras.Model:
     return build_se_model(keras.applications.MobileNetV2, FAMILY, **locals())
 
 

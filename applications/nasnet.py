@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
-from keras_se.applications._builder import Family, build_se_model, se_docstring
+from keras_se.applications._builder import (
+    Family,
+    Ratio,
+    Select,
+    Weights,
+    build_se_model,
+    se_docstring,
+)
 
 preprocess_input = keras.applications.nasnet.preprocess_input
 decode_predictions = keras.applications.nasnet.decode_predictions
@@ -29,17 +38,45 @@ _REFERENCE = "[Zoph et al., 2018, Learning Transferable Architectures](https://a
 
 # Each constructor passes its arguments on with `**locals()`: the signature is
 # keras's (same order, same defaults, `name` aside) plus the SE options.
-def SENASNetMobile(input_shape=None, include_top=True, weights="imagenet", input_tensor=None,
-                   pooling=None, classes=1000, classifier_activation="softmax",
-                   name="se_nasnet_mobile", *, ratio=16, squeeze="avg", gate="sigmoid",
-                   init="identity", placement=None, select=None, **se_options):
+def SENASNetMobile(
+    input_shape: tuple[int | None, ...] | None = None,
+    include_top: bool = True,
+    weights: Weights = "imagenet",
+    input_tensor: keras.KerasTensor | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | None = "softmax",
+    name: str = "se_nasnet_mobile",
+    *,
+    ratio: Ratio = 16,
+    squeeze: str = "avg",
+    gate: str = "sigmoid",
+    init: str = "identity",
+    placement: str | None = None,
+    select: Select = None,
+    **se_options: Any,
+) -> keras.Model:
     return build_se_model(keras.applications.NASNetMobile, FAMILY, **locals())
 
 
-def SENASNetLarge(input_shape=None, include_top=True, weights="imagenet", input_tensor=None,
-                  pooling=None, classes=1000, classifier_activation="softmax",
-                  name="se_nasnet_large", *, ratio=16, squeeze="avg", gate="sigmoid",
-                  init="identity", placement=None, select=None, **se_options):
+def SENASNetLarge(
+    input_shape: tuple[int | None, ...] | None = None,
+    include_top: bool = True,
+    weights: Weights = "imagenet",
+    input_tensor: keras.KerasTensor | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | None = "softmax",
+    name: str = "se_nasnet_large",
+    *,
+    ratio: Ratio = 16,
+    squeeze: str = "avg",
+    gate: str = "sigmoid",
+    init: str = "identity",
+    placement: str | None = None,
+    select: Select = None,
+    **se_options: Any,
+) -> keras.Model:
     return build_se_model(keras.applications.NASNetLarge, FAMILY, **locals())
 
 

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
-from keras_se.applications._builder import Family, build_se_model, se_docstring
+from keras_se.applications._builder import (
+    Family,
+    Ratio,
+    Select,
+    Weights,
+    build_se_model,
+    se_docstring,
+)
 
 preprocess_input = keras.applications.resnet.preprocess_input
 decode_predictions = keras.applications.resnet.decode_predictions
@@ -24,24 +33,66 @@ _REFERENCE = "[He et al., 2015, Deep Residual Learning](https://arxiv.org/abs/15
 
 # Each constructor passes its arguments on with `**locals()`: the signature is
 # keras's (same order, same defaults, `name` aside) plus the SE options.
-def SEResNet50(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
-               pooling=None, classes=1000, classifier_activation="softmax",
-               name="se_resnet50", *, ratio=16, squeeze="avg", gate="sigmoid",
-               init="identity", placement=None, select=None, **se_options):
+def SEResNet50(
+    include_top: bool = True,
+    weights: Weights = "imagenet",
+    input_tensor: keras.KerasTensor | None = None,
+    input_shape: tuple[int | None, ...] | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | None = "softmax",
+    name: str = "se_resnet50",
+    *,
+    ratio: Ratio = 16,
+    squeeze: str = "avg",
+    gate: str = "sigmoid",
+    init: str = "identity",
+    placement: str | None = None,
+    select: Select = None,
+    **se_options: Any,
+) -> keras.Model:
     return build_se_model(keras.applications.ResNet50, FAMILY, **locals())
 
 
-def SEResNet101(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
-                pooling=None, classes=1000, classifier_activation="softmax",
-                name="se_resnet101", *, ratio=16, squeeze="avg", gate="sigmoid",
-                init="identity", placement=None, select=None, **se_options):
+def SEResNet101(
+    include_top: bool = True,
+    weights: Weights = "imagenet",
+    input_tensor: keras.KerasTensor | None = None,
+    input_shape: tuple[int | None, ...] | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | None = "softmax",
+    name: str = "se_resnet101",
+    *,
+    ratio: Ratio = 16,
+    squeeze: str = "avg",
+    gate: str = "sigmoid",
+    init: str = "identity",
+    placement: str | None = None,
+    select: Select = None,
+    **se_options: Any,
+) -> keras.Model:
     return build_se_model(keras.applications.ResNet101, FAMILY, **locals())
 
 
-def SEResNet152(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
-                pooling=None, classes=1000, classifier_activation="softmax",
-                name="se_resnet152", *, ratio=16, squeeze="avg", gate="sigmoid",
-                init="identity", placement=None, select=None, **se_options):
+def SEResNet152(
+    include_top: bool = True,
+    weights: Weights = "imagenet",
+    input_tensor: keras.KerasTensor | None = None,
+    input_shape: tuple[int | None, ...] | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | None = "softmax",
+    name: str = "se_resnet152",
+    *,
+    ratio: Ratio = 16,
+    squeeze: str = "avg",
+    gate: str = "sigmoid",
+    init: str = "identity",
+    placement: str | None = None,
+    select: Select = None,
+    **se_options: Any,
+) -> keras.Model:
     return build_se_model(keras.applications.ResNet152, FAMILY, **locals())
 
 

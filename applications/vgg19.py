@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
-from keras_se.applications._builder import Family, build_se_model, se_docstring
+from keras_se.applications._builder import (
+    Family,
+    Ratio,
+    Select,
+    Weights,
+    build_se_model,
+    se_docstring,
+)
 
 preprocess_input = keras.applications.vgg19.preprocess_input
 decode_predictions = keras.applications.vgg19.decode_predictions
@@ -26,10 +35,24 @@ _REFERENCE = "[Simonyan & Zisserman, 2014, Very Deep Convolutional Networks](htt
 
 # The constructor passes its arguments on with `**locals()`: the signature is
 # keras's (same order, same defaults, `name` aside) plus the SE options.
-def SEVGG19(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
-            pooling=None, classes=1000, classifier_activation="softmax", name="se_vgg19",
-            *, ratio=16, squeeze="avg", gate="sigmoid", init="identity", placement=None,
-            select=None, **se_options):
+def SEVGG19(
+    include_top: bool = True,
+    weights: Weights = "imagenet",
+    input_tensor: keras.KerasTensor | None = None,
+    input_shape: tuple[int | None, ...] | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | None = "softmax",
+    name: str = "se_vgg19",
+    *,
+    ratio: Ratio = 16,
+    squeeze: str = "avg",
+    gate: str = "sigmoid",
+    init: str = "identity",
+    placement: str | None = None,
+    select: Select = None,
+    **se_options: Any,
+) -> keras.Model:
     return build_se_model(keras.applications.VGG19, FAMILY, **locals())
 
 
