@@ -406,3 +406,73 @@ def test_docstring_examples_are_true():
     results = runner.summarize(verbose=False)
     assert results.attempted >= 20
     assert results.failed == 0
+
+
+# ------------------------------------------------------------------ keras-se inspect
+@pytest.fixture(scope="module")
+def tfds_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("tensorflow_datasets"))
+
+
+def test_cli_inspect_writes_the_profile_and_plots(tmp_path, tfds_dir, capsys):
+    import json
+
+    from keras_se import cli
+    from keras_se.data import load_data
+
+    inputs = keras.Input((32, 32, 3))
+    x = conv_relu(inputs, 8, "b1")
+    x = conv_relu(x, 16, "b2", stride=2)
+    outputs = layers.Dense(6, activation="softmax")(layers.GlobalAveragePooling2D()(x))
+    model = add_se_blocks(keras.Model(inputs, outputs), ratio=4, init="standard")
+    randomise_se(model)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+
+    out = tmp_path / "inspect"
+    code = cli.run(["inspect", path, "--data", "builtin", "--data-dir", tfds_dir,
+                    "--out", str(out), "--steps", "3", "--batch-size", "16", "--preprocess", "tf"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "2 SE blocks, 48 images" in printed and "b2_relu_se" in printed
+
+    written = json.loads((out / "profile.json").read_text())
+    assert written["count"] == 48 and [b["name"] for b in written["blocks"]] == [
+        "b1_relu_se", "b2_relu_se"]
+    # The same numbers as the library on the same (unshuffled) validation batches.
+    data = load_data("builtin", image_size=32, batch_size=16, data_dir=tfds_dir,
+                     preprocess=keras.applications.mobilenet_v2.preprocess_input)  # "tf" mode
+    expected = excitation_profile(model, data.validation, steps=3,
+                                  class_names=data.class_names)
+    assert written["class_names"] == expected.class_names
+    for block in written["blocks"]:
+        name = block["name"]
+        np.testing.assert_allclose(block["mean_per_channel"], expected.mean[name], atol=1e-6)
+        np.testing.assert_allclose(block["class_mean_per_channel"], expected.class_mean[name],
+                                   atol=1e-6)
+        assert block["class_specificity"] == pytest.approx(
+            expected.class_specificity()[name], abs=1e-6)
+        assert block["class_specificity"] > 1e-3  # random SE weights: real, class-dependent gates
+    for png in ("excitation_per_class.png", "class_specificity.png"):
+        pixels = png_pixels(out / png)
+        assert pixels.shape[0] > 300 and np.ptp(pixels[..., :3]) > 0.5
+
+    # A finished result is kept unless --overwrite.
+    assert cli.run(["inspect", path, "--data-dir", tfds_dir, "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_cli_inspect_errors_are_one_line(tmp_path, tfds_dir, capsys):
+    from keras_se import cli
+
+    assert cli.run(["inspect", "resnet50", "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "`model` must be a trained .keras file" in err and "Received: model='resnet50'" in err
+
+    plain = str(tmp_path / "plain.keras")
+    small_cnn().save(plain)
+    assert cli.run(["inspect", plain, "--data-dir", tfds_dir, "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no keras_se.SqueezeExcite layer" in err
+    assert not (tmp_path / "b").exists()
