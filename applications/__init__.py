@@ -10,8 +10,24 @@ predicts exactly what the pretrained one does, ready for fine-tuning.
 Each family's module (`keras_se.applications.resnet`, `.mobilenet`, ...) holds its
 constructors beside the stock `preprocess_input` and `decode_predictions`.
 
+Where the SE blocks go (each family's module docstring says why):
+
+- ResNet, ResNetV2, Xception, InceptionResNetV2, ConvNeXt: `"residual"`, on every
+  residual branch before the merge (the SE-ResNet module);
+- VGG: `"post_activation"`, after every convolution's ReLU;
+- MobileNet: `"post_activation"` on the 13 pointwise convolutions (the paper's
+  SE-MobileNet);
+- MobileNetV2: after each block's depthwise ReLU6 (as MnasNet and MobileNetV3);
+- InceptionV3: `"module_output"`, on each Inception module's output;
+- DenseNet: `"post_activation"`, on each dense layer's bottleneck;
+- NASNet: `"module_output"`, on each cell's output.
+
 MobileNetV3, EfficientNet and EfficientNetV2 already carry SE blocks: there is no
 SE variant of them, and `get_model` says so.
+
+Weights: `None`, `"imagenet"` or a path. A file that holds `SqueezeExcite` weights
+(`holds_se_weights`) is the SE model's own and loads whole; any other file is the
+stock model's, loaded by the stock constructor before SE is added.
 
 Example:
 
