@@ -1224,6 +1224,12 @@ def run_finetune(args, *, demo: bool = False) -> int:
             f"{', ...' if data.num_classes > 8 else ''}). Received: classes={args.classes}"
         )
     train, val = data.train, data.validation
+    # With a fixed number of steps Keras keeps one iterator across epochs:
+    # repeat, so that it never runs dry.
+    if args.steps_per_epoch:
+        train = train.repeat()
+    if args.validation_steps:
+        val = val.repeat()
     if args.strategy == "multiworker":
         import tensorflow as tf
 
@@ -1664,6 +1670,12 @@ def _quiet_python_logs(verbose: bool):
 
     if verbose:
         return
+    try:
+        import tensorflow_datasets as tfds
+
+        tfds.disable_progress_bar()
+    except ImportError:
+        pass
     warnings.filterwarnings("ignore")
     logging.getLogger("absl").setLevel(logging.ERROR)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
@@ -1685,14 +1697,6 @@ def run(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     cmd = COMMANDS[args.command]
-    _quiet_python_logs(args.verbose)
-    if not args.verbose:
-        try:
-            import tensorflow_datasets as tfds
-
-            tfds.disable_progress_bar()
-        except ImportError:
-            pass
     prefix = f"{PROG} {cmd.name}: error:"
     try:
         return int(cmd.run(args) or 0)
@@ -1715,6 +1719,9 @@ def main(argv: list[str] | None = None) -> int:
     """The console script: `run` with TensorFlow's native log lines filtered out."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     restore = _filter_native_stderr()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    verbose = "-v" in argv or "--verbose" in argv
+    _quiet_python_logs(verbose)
     try:
         code = run(argv)
     except SystemExit as e:

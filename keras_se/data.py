@@ -434,18 +434,19 @@ def _load_tfds(name, val_split, data_dir, seed, download):
 # The pipeline.
 # --------------------------------------------------------------------------
 def _as_size(image_size):
-    if isinstance(image_size, int) and not isinstance(image_size, bool):
-        image_size = (image_size, image_size)
+    size = image_size
+    if isinstance(size, int) and not isinstance(size, bool):
+        size = (size, size)
     if (
-        not isinstance(image_size, (tuple, list))
-        or len(image_size) != 2
-        or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in image_size)
+        not isinstance(size, (tuple, list))
+        or len(size) != 2
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
     ):
         raise ValueError(
             "`image_size` must be a positive int or a (height, width) pair of positive "
             f"ints. Received: image_size={image_size!r}"
         )
-    return tuple(image_size)
+    return tuple(size)
 
 
 def augment_image(image, seed=None):
@@ -586,6 +587,8 @@ def load_data(
     data = os.fspath(data)
     _check_val_split(val_split)
     size = _as_size(image_size)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}")
     looks_like_path = os.sep in data or data.startswith(".") or os.path.exists(data)
     if data == BUILTIN or data == BUILTIN_TFDS_NAME:
         train, val, names, n_train, n_val, desc = _load_tfds(

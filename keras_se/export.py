@@ -52,8 +52,11 @@ class ParityError(RuntimeError):
 def sample_inputs(model: keras.Model, batch_size: int = 4, seed: int = 0) -> np.ndarray:
     """A deterministic check batch for `model`'s (single, image-like) input.
 
-    Uniform in [-1, 1], the range of most `preprocess_input` outputs. Unknown
-    spatial sizes become 32.
+    Values in [-1, 1], the range of most `preprocess_input` outputs: each
+    image is a random offset plus a random linear gradient plus noise, so
+    that images differ after global pooling (pure noise averages out and
+    makes every image look alike to a classifier). Unknown spatial sizes
+    become 32.
     """
     if len(model.inputs) != 1:
         raise ValueError(
@@ -62,7 +65,16 @@ def sample_inputs(model: keras.Model, batch_size: int = 4, seed: int = 0) -> np.
         )
     shape = [batch_size] + [32 if d is None else int(d) for d in model.inputs[0].shape[1:]]
     rng = np.random.default_rng(seed)
-    return rng.uniform(-1, 1, size=shape).astype("float32")
+    x = rng.uniform(-0.3, 0.3, size=shape)
+    if len(shape) >= 3:
+        n, spatial, channels = shape[0], shape[1:-1], shape[-1]
+        grids = np.meshgrid(*[np.linspace(-1, 1, d) for d in spatial], indexing="ij")
+        for i in range(n):
+            image = rng.uniform(-0.6, 0.6, size=channels)
+            for g in grids:
+                image = image + g[..., None] * rng.uniform(-0.4, 0.4, size=channels)
+            x[i] += image
+    return np.clip(x, -1, 1).astype("float32")
 
 
 def _max_diff(a, b):

@@ -148,8 +148,17 @@ def freeze_backbone(
 
 
 def unfreeze(model: keras.Model) -> keras.Model:
-    """Makes every layer of `model` trainable again, in place; returns it."""
-    model.trainable = True
+    """Makes every layer of `model` (nested models too) trainable again, in place; returns it."""
+
+    def visit(container):
+        container.trainable = True
+        for layer in container.layers:
+            if _is_container(layer):
+                visit(layer)
+            else:
+                layer.trainable = True
+
+    visit(model)
     return model
 
 
@@ -550,7 +559,7 @@ def finetune(
         if (
             not isinstance(strategy, default)
             and model.weights
-            and not strategy.extended.variable_created_in_scope(model.weights[0])
+            and not strategy.extended.variable_created_in_scope(model.weights[0].value)
         ):
             raise ValueError(
                 "With a distribution strategy, pass a function that builds the model, so "
@@ -663,10 +672,19 @@ def finetune(
         before=before,
         after=after,
         params=count_params(model),
-        strategy=type(strategy).__name__,
+        strategy=_strategy_name(strategy),
         num_replicas=int(strategy.num_replicas_in_sync),
         seconds=seconds,
     )
+
+
+def _strategy_name(strategy):
+    # tf.distribute.MultiWorkerMirroredStrategy's class is CollectiveAllReduceStrategy.
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "MultiWorkerMirroredStrategy"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "MirroredStrategy"
+    return type(strategy).__name__.lstrip("_")
 
 
 def _cardinality(dataset):
