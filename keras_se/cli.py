@@ -1324,14 +1324,15 @@ def run_finetune(args, *, demo: bool = False) -> int:
     return 0
 
 
+_NOTES: list[str] = []  # said after an error message, on the same line
+
+
 def _keep_or_abort(out: OutputDir, state_dir: str):
     """Keeps a partial run that holds a finished epoch (to resume); removes it otherwise."""
     backup = os.path.join(state_dir, "backup", "training_metadata.json")
     if os.path.exists(backup):
-        print(
-            f"{PROG}: the run so far is kept in {_rel(out.path)}; run the same command "
-            "again to resume it",
-            file=sys.stderr,
+        _NOTES.append(
+            f"the run so far is kept in {_rel(out.path)}; run the same command again to resume it"
         )
     elif not out.resumed:
         out.abort()
@@ -1609,6 +1610,30 @@ _NATIVE_NOISE = re.compile(
 )
 
 
+_FILTER = {"restore": None, "installed": False}
+
+
+def running_as_cli() -> bool:
+    """Whether this process is the `keras-se` console script or `python -m keras_se`."""
+    argv0 = os.path.basename(sys.argv[0]) if sys.argv else ""
+    orig = getattr(sys, "orig_argv", [])
+    as_module = any(orig[i : i + 2] == ["-m", "keras_se"] for i in range(len(orig)))
+    return argv0 in ("keras-se", "keras-se.exe") or as_module
+
+
+def early_stderr_filter() -> None:
+    """Starts the native-log filter if this process is the CLI; a no-op otherwise.
+
+    Call it before TensorFlow is imported (the first line of
+    `keras_se/__init__.py`): TensorFlow writes its start-up lines while it
+    is imported, before `main` runs. Library users are never affected.
+    """
+    if running_as_cli() and not _FILTER["installed"]:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        _FILTER["restore"] = _filter_native_stderr()
+        _FILTER["installed"] = True
+
+
 def _filter_native_stderr():
     """Drops TensorFlow's native INFO/WARNING log lines from file descriptor 2.
 
@@ -1698,27 +1723,39 @@ def run(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cmd = COMMANDS[args.command]
     prefix = f"{PROG} {cmd.name}: error:"
+    del _NOTES[:]
+
+    def notes():
+        return "".join(f"; {n}" for n in _NOTES)
+
     try:
         return int(cmd.run(args) or 0)
     except KeyboardInterrupt:
-        print(f"{PROG} {cmd.name}: interrupted", file=sys.stderr)
+        print(f"{PROG} {cmd.name}: interrupted{notes()}", file=sys.stderr)
         return 130
     except (ValueError, TypeError) as e:
         if args.traceback:
             raise
-        print(f"{prefix} {_one_line(e)}", file=sys.stderr)
+        print(f"{prefix} {_one_line(e)}{notes()}", file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001
         if args.traceback:
             raise
-        print(f"{prefix} {type(e).__name__}: {_one_line(e)} (--traceback for details)", file=sys.stderr)
+        print(
+            f"{prefix} {type(e).__name__}: {_one_line(e)}{notes()} (--traceback for details)",
+            file=sys.stderr,
+        )
         return 1
 
 
 def main(argv: list[str] | None = None) -> int:
     """The console script: `run` with TensorFlow's native log lines filtered out."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    restore = _filter_native_stderr()
+    if _FILTER["installed"]:
+        restore = _FILTER["restore"]
+    else:
+        restore = _filter_native_stderr()
+        _FILTER["installed"] = True
     argv = sys.argv[1:] if argv is None else list(argv)
     verbose = "-v" in argv or "--verbose" in argv
     _quiet_python_logs(verbose)

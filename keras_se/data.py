@@ -83,6 +83,14 @@ def draw_builtin_example(label: int, rng: np.random.Generator, size: int = BUILT
 
     Returns:
         A `(size, size, 3)` uint8 array.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_se.data import BUILTIN_CLASSES, draw_builtin_example
+    >>> image = draw_builtin_example(4, np.random.default_rng(0))
+    >>> BUILTIN_CLASSES[4], image.shape, image.dtype
+    ('stripes', (64, 64, 3), dtype('uint8'))
     """
     if not 0 <= label < len(BUILTIN_CLASSES):
         raise ValueError(

@@ -57,6 +57,15 @@ def sample_inputs(model: keras.Model, batch_size: int = 4, seed: int = 0) -> np.
     that images differ after global pooling (pure noise averages out and
     makes every image look alike to a classifier). Unknown spatial sizes
     become 32.
+
+    Example:
+
+    >>> import keras
+    >>> from keras_se.export import sample_inputs
+    >>> model = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(4, 3)])
+    >>> x = sample_inputs(model, batch_size=2)
+    >>> x.shape, bool(x.min() >= -1 and x.max() <= 1)
+    ((2, 32, 32, 3), True)
     """
     if len(model.inputs) != 1:
         raise ValueError(

@@ -236,7 +236,7 @@ def _epoch_lines(stdout):
 def test_finetune_resumes_after_sigkill(tiny, tfds_dir, tmp_path):
     out = tmp_path / "run"
     args = [sys.executable, "-m", "keras_se", "finetune", tiny, "--data-dir", tfds_dir,
-            "--out", str(out), "--epochs", "4", "--steps-per-epoch", "150",
+            "--out", str(out), "--epochs", "4", "--steps-per-epoch", "300",
             "--validation-steps", "2", "--batch-size", "8", "--freeze", "none"]
     meta = tmp_path / ".run.partial" / "state" / "backup" / "training_metadata.json"
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
@@ -275,6 +275,21 @@ def test_finetune_resumes_after_sigkill(tiny, tfds_dir, tmp_path):
         assert history["loss"][epoch - 1] == logs["loss"]
         assert history["val_accuracy"][epoch - 1] == logs["val_accuracy"]
     assert entries(tmp_path) == ["run"]
+
+
+def test_an_interrupted_run_with_other_settings_is_not_resumed(tiny, tfds_dir, tmp_path, capsys):
+    out = tmp_path / "o"
+    partial = tmp_path / ".o.partial"
+    partial.mkdir()
+    (partial / ".keras_se_run.json").write_text(json.dumps({"model": "other.keras"}))
+    assert_inprocess_bad(capsys, "finetune", r"interrupted run with other settings \(.*model.*\); .*--fresh",
+                         tiny, "--data-dir", tfds_dir, "--out", out, *FAST)
+    assert partial.is_dir() and not out.exists()
+    code, err, stdout = run_inprocess(capsys, "finetune", tiny, "--data-dir", tfds_dir, "--out", out,
+                                      "--fresh", *FAST)
+    assert code == 0, err
+    assert stdout.startswith("starting:")
+    assert entries(tmp_path) == ["o"]
 
 
 def test_finetune_mirrored_on_two_logical_cpus(tiny, tfds_dir, tmp_path):

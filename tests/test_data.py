@@ -230,3 +230,16 @@ def test_tfds_catalog_path_with_a_local_builder(tmp_path):
 def test_unknown_tfds_name_lists_near_matches():
     with pytest.raises(ValueError, match=r"Did you mean: .*mnist.*Received: data='mnsit'"):
         D.load_data("mnsit")
+
+
+def test_docstring_examples_are_true():
+    import doctest
+
+    finder = doctest.DocTestFinder()
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    tests = [t for t in finder.find(D) if t.examples]
+    assert "keras_se.data.draw_builtin_example" in {t.name for t in tests}
+    for test in tests:
+        runner.run(test)
+    results = runner.summarize(verbose=False)
+    assert results.attempted >= 3 and results.failed == 0

@@ -134,3 +134,16 @@ def test_export_argument_errors(model, tmp_path):
     two = keras.Model([a, b], keras.layers.Add()([a, b]))
     with pytest.raises(ValueError, match=r"single-input models .*Received: model with 2 inputs"):
         E.sample_inputs(two)
+
+
+def test_docstring_examples_are_true():
+    import doctest
+
+    finder = doctest.DocTestFinder()
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    tests = [t for t in finder.find(E) if t.examples]
+    assert "keras_se.export.sample_inputs" in {t.name for t in tests}
+    for test in tests:
+        runner.run(test)
+    results = runner.summarize(verbose=False)
+    assert results.attempted >= 4 and results.failed == 0

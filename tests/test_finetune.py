@@ -216,3 +216,16 @@ def test_write_records(tmp_path):
     png = matplotlib.image.imread(paths["curves"])
     assert png.shape[0] == 360 and png.shape[1] == 900  # 9 x 3.6 inches at 100 dpi
     assert png[..., :3].std() > 0.05  # not a blank canvas
+
+
+def test_docstring_examples_are_true():
+    import doctest
+
+    finder = doctest.DocTestFinder()
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    tests = [t for t in finder.find(F) if t.examples]
+    assert "keras_se.finetune.freeze_backbone" in {t.name for t in tests}
+    for test in tests:
+        runner.run(test)
+    results = runner.summarize(verbose=False)
+    assert results.attempted >= 4 and results.failed == 0
