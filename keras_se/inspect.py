@@ -503,7 +503,7 @@ def excitation_profile(
         if steps is not None and step >= steps:
             break
         x, y = _split_batch(batch, by_class)
-        gates = emodel(x, training=False)
+        gates = emodel.predict_on_batch(x)  # inference mode, one compiled function
         gates = {k: keras.ops.convert_to_numpy(gates[k]).astype(np.float64) for k in keys}
         n = gates[keys[0]].shape[0]
         count += n
