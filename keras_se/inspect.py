@@ -251,8 +251,8 @@ def excitation_model(model: keras.Model) -> keras.Model:
     Keys are the SE layer names (`<anchor>_se` for `keras_se.add_se_blocks`);
     where two SE layers in different nested models share a name, the key is
     qualified with the nested model names (`backbone/conv_se`), and an SE
-    layer called at several places gives `name`, `name#1`, ... The keys are
-    in graph order, from the input to the output.
+    layer called at several places gives `name`, `name#1`, ... The keys come
+    in the order the graph computes the gates, by depth from the input.
 
     Call it with `training=False` (or use `predict`), as for inference.
 
