@@ -360,7 +360,7 @@ def test_finetune_multiworker_with_two_local_workers(tiny, tfds_dir, tmp_path):
 
 
 # ==================================================================== export
-def test_export_saved_model_and_tflite_in_subprocesses(tiny, tmp_path):
+def test_export_saved_model_and_tflite_in_subprocesses(tiny, tmp_path, capsys):
     sm, tfl = tmp_path / "sm", tmp_path / "m.tflite"
     proc = run_cli("export", tiny, "--format", "saved_model", "--out", sm)
     assert_ok(proc)
@@ -377,8 +377,15 @@ def test_export_saved_model_and_tflite_in_subprocesses(tiny, tmp_path):
     np.testing.assert_allclose(served, expected, atol=E.SAVED_MODEL_ATOL)
     np.testing.assert_allclose(E.run_tflite(open(tfl, "rb").read(), x), expected,
                                atol=E.TFLITE_ATOL["none"])
-    assert_bad_input(run_cli("export", tiny, "--format", "tflite", "--out", tfl),
-                     "export", r"already holds a finished result")
+    assert_inprocess_bad(capsys, "export", r"already holds a finished result",
+                         tiny, "--format", "tflite", "--out", tfl)
+    code, err, stdout = run_inprocess(capsys, "export", tiny, "--format", "tflite", "--out", tfl,
+                                      "--overwrite", "--quantize", "float16")
+    assert code == 0, err
+    assert "tolerance 0.02" in stdout
+    np.testing.assert_allclose(E.run_tflite(open(tfl, "rb").read(), x), expected,
+                               atol=E.TFLITE_ATOL["float16"])
+    assert entries(tmp_path) == ["m.tflite", "sm"]
 
 
 # ====================================================================== demo
