@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -225,9 +227,21 @@ class _Rewriter:
                 outputs = self.se_layer(site)(outputs)
             return outputs
 
-        new = keras.models.clone_model(
-            model, clone_function=self.clone_layer, call_function=call_function
+        # Name the new inputs after the input *layers* (clone_model would name them
+        # after the symbolic tensors, "keras_tensor_N", for auto-named inputs).
+        inputs = tree.map_structure(
+            lambda x: keras.Input(batch_shape=x.shape, dtype=x.dtype,
+                                  name=x._keras_history[0].name),
+            model.input,
         )
+        # Keras builds the graph of a Functional model recursively; deep models with
+        # many inserted layers (EfficientNetV2L stacked with several placements)
+        # exceed Python's default recursion limit.
+        with _recursion_limit(10_000):
+            new = keras.models.clone_model(
+                model, input_tensors=inputs, clone_function=self.clone_layer,
+                call_function=call_function,
+            )
         # Keep the output names (serving signatures, loss dictionaries) when an SE
         # block now ends an output.
         if hasattr(model, "output_names"):
@@ -255,6 +269,16 @@ class _Rewriter:
         for original, clone in self.containers:
             if original.trainable != clone.trainable:
                 clone.trainable = original.trainable
+
+
+@contextlib.contextmanager
+def _recursion_limit(limit):
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
 
 
 def _input_name(model):

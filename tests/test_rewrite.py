@@ -119,6 +119,13 @@ def test_output_names_kept_when_se_ends_an_output():
     assert new.output_names == ["features"]
 
 
+def test_auto_named_input_keeps_its_layer_name():
+    model = keras.applications.MobileNet(weights=None, input_shape=(32, 32, 3), alpha=0.25)
+    new = add_se_blocks(model, select="conv_pw_1_relu")
+    assert model.layers[0].name == "input_layer"
+    assert new.layers[0].name == "input_layer"
+
+
 def test_compiled_model_gives_compiled_result():
     model = small_cnn()
     model.compile(optimizer=keras.optimizers.Adam(3e-4), loss="mse", metrics=["mae"])
