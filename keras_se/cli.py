@@ -98,7 +98,8 @@ def command(name: str, *, help: str, arguments: Callable, description: str | Non
     """Registers the decorated `run(args) -> int` as sub-command `name`."""
 
     def decorator(run):
-        COMMANDS[name] = Command(name, help, arguments, run, description or run.__doc__)
+        doc = description or inspect.cleandoc(run.__doc__ or "") or None
+        COMMANDS[name] = Command(name, help, arguments, run, doc)
         return run
 
     return decorator
@@ -1110,6 +1111,7 @@ def _plan_finetune(args, spec, num_classes, image_size_, preprocess):
         report.clear()
         report.update(rep.to_dict())
         report["summary"] = se_summary(report)
+        print(report["summary"], flush=True)
         return new
 
     def build():
@@ -1303,8 +1305,6 @@ def run_finetune(args, *, demo: bool = False) -> int:
         raise
     del paths
     before, after = result.before or {}, result.after or {}
-    if plan.report.get("summary"):
-        print(plan.report["summary"])
     print(
         f"validation accuracy: {before.get('accuracy', float('nan')):.3f} before -> "
         f"{after.get('accuracy', float('nan')):.3f} after {len(result.history['epoch'])} epochs"
