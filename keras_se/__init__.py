@@ -1,8 +1,14 @@
 """keras-se: Squeeze-and-Excitation for the Keras models you already have."""
 
-from keras_se.layers import SqueezeExcite, make_divisible
-from keras_se.rewrite import NoSitesError, SEReport, add_se_blocks
-from keras_se.sites import PLACEMENTS, Site, Skipped, find_se_sites
+# First, before TensorFlow is imported: when this process is the `keras-se` command
+# line, drop TensorFlow's native start-up log lines from stderr (a no-op otherwise).
+from keras_se.cli import early_stderr_filter as _early_stderr_filter
+
+_early_stderr_filter()
+
+from keras_se.layers import SqueezeExcite, make_divisible  # noqa: E402
+from keras_se.rewrite import NoSitesError, SEReport, add_se_blocks  # noqa: E402
+from keras_se.sites import PLACEMENTS, Site, Skipped, find_se_sites  # noqa: E402
 
 __version__ = "0.1.0"
 
