@@ -25,10 +25,11 @@ test: $(STAMP)
 	$(PY) -m pytest -n $(WORKERS) --dist loadgroup --durations=20 tests
 
 bench: $(STAMP)
-	$(PY) benchmarks/run_all.py
+	for b in bench_layer bench_models bench_memory bench_rewrite; do $(PY) benchmarks/$$b.py || exit 1; done
 
 table: $(STAMP)
 	$(PY) benchmarks/model_table.py --write-readme
+	$(PY) benchmarks/placement_table.py --write-readme
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
