@@ -28,11 +28,13 @@ __all__ = [
 # Fine-tuning, data and export, as the `keras-se` command line uses them. Importing
 # keras_se.data registers the `keras_se_builtin` TFDS dataset. (The training loop itself
 # is `keras_se.finetune.finetune`: a top-level `finetune` would hide its module.)
+from keras_se import inspect  # noqa: E402  (what the SE gates learn)
 from keras_se.data import load_data  # noqa: E402
 from keras_se.export import export_saved_model, export_tflite  # noqa: E402
 from keras_se.finetune import add_classifier_head, freeze_backbone  # noqa: E402
 
 __all__ += [
+    "inspect",
     "add_classifier_head",
     "export_saved_model",
     "export_tflite",
