@@ -56,7 +56,10 @@ class SEReport:
         self.sites: list[Site] = list(sites)
         self.skipped: list[Skipped] = list(skipped)
         self.params_before = int(params_before)
-        self.params_added = int(sum(s.params for s in self.sites))
+
+    @property
+    def params_added(self) -> int:
+        return int(sum(s.params for s in self.sites))
 
     @property
     def params_after(self) -> int:
@@ -402,7 +405,6 @@ def add_se_blocks(
     # Parameter counts from the built layers (exact, whatever the options).
     for site, layer in rewriter.created:
         site.params = layer.count_params()
-    report = SEReport(model.name, placement, finder.sites, finder.skipped, model.count_params())
     if getattr(model, "compiled", False) and getattr(model, "_compile_config", None):
         new.compile_from_config(model.get_compile_config())
     if verbose:

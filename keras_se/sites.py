@@ -16,7 +16,7 @@ from typing import Any
 
 import keras
 
-from keras_se.layers import SqueezeExcite
+from keras_se.layers import SqueezeExcite, make_divisible
 
 try:  # Keras's own classes; `keras.models.clone_model` dispatches on the same ones.
     from keras.src.models.functional import Functional
@@ -397,8 +397,9 @@ class _Finder:
         ratio = self.ratio(site) if callable(self.ratio) else self.ratio
         se_name = _unique_name(anchor + "_se", names)
         names.add(se_name)
-        probe = SqueezeExcite(ratio=ratio, **_unit_kwargs(self.se_kwargs))
-        units = probe.bottleneck_units(channels)
+        units = self.se_kwargs.get("units") or make_divisible(
+            channels // ratio, self.se_kwargs.get("divisor", 1), self.se_kwargs.get("min_units", 1)
+        )
         use_bias = self.se_kwargs.get("use_bias", True)
         params = 2 * channels * units + (units + channels if use_bias else 0)
         site = Site(
@@ -592,11 +593,6 @@ def _unique_name(name, taken):
     return f"{name}_{i}"
 
 
-_UNIT_KEYS = ("units", "min_units", "divisor")
-
-
-def _unit_kwargs(se_kwargs):
-    return {k: se_kwargs[k] for k in _UNIT_KEYS if k in se_kwargs}
 
 
 def _compile_select(select) -> Callable[[Site], bool]:
