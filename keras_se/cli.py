@@ -1461,6 +1461,8 @@ def inspect_command(args) -> int:
     out = OutputDir(args.out, overwrite=args.overwrite)
     out.check()
     model = load_keras_file(spec.path)
+    # A model with no SE layer is refused before any data is read or built.
+    se_inspect.excitation_model(model)
     preprocess = args.preprocess
     if preprocess == "auto":
         sidecar = read_sidecar(os.path.dirname(os.path.abspath(spec.path)))

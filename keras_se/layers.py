@@ -10,6 +10,21 @@ GATES = ("sigmoid", "hard_sigmoid", "tanh", "relu")
 INITS = ("standard", "identity")
 DATA_FORMATS = ("channels_last", "channels_first")
 
+_CPU_ONLY = None
+
+
+def _tensorflow_cpu_only() -> bool:
+    """Whether Keras runs on TensorFlow with no accelerator visible (cached)."""
+    global _CPU_ONLY
+    if _CPU_ONLY is None:
+        if keras.backend.backend() != "tensorflow":
+            _CPU_ONLY = False
+        else:
+            import tensorflow as tf
+
+            _CPU_ONLY = all(d.device_type == "CPU" for d in tf.config.list_logical_devices())
+    return _CPU_ONLY
+
 
 def make_divisible(value: int, divisor: int = 1, min_value: int = 1) -> int:
     """Rounds `value` to the nearest multiple of `divisor`, at least `min_value`.
@@ -53,6 +68,37 @@ def _check_choice(name, value, allowed):
             f"`{name}` must be one of {', '.join(repr(a) for a in allowed)}. "
             f"Received: {name}={value!r}"
         )
+
+
+def _pooled_mean(x, window, channels):
+    """The spatial mean of a channels_last float32 TensorFlow tensor, fast on CPU.
+
+    Forward: an average pool whose window is the whole map. oneDNN's pooling reads
+    the tensor about twice as fast as TensorFlow's `Mean` over the middle axes,
+    which made the squeeze cost more than the rescale that follows it
+    (`benchmarks/bench_layer.py`, "before: ops.mean squeeze"). Backward: the
+    mean's own gradient, `upstream / n` broadcast over the map, in place of
+    oneDNN's `AvgPoolGrad`, which is slower than that broadcast. Values equal
+    `ops.mean` up to float32 summation order (tests/test_layers.py).
+    """
+    import tensorflow as tf
+
+    rank = len(x.shape)
+    count = 1
+    for size in window:
+        count *= size
+    gate_shape = (-1,) + (1,) * (rank - 2) + (channels,)
+
+    @tf.custom_gradient
+    def mean(inputs):
+        pooled = tf.nn.avg_pool(inputs, window, strides=1, padding="VALID")
+
+        def grad(upstream):
+            return tf.broadcast_to(tf.reshape(upstream / count, gate_shape), tf.shape(inputs))
+
+        return tf.reshape(pooled, (-1, channels)), grad
+
+    return mean(x)
 
 
 @keras.saving.register_keras_serializable(package="keras_se")
@@ -308,18 +354,40 @@ class SqueezeExcite(keras.layers.Layer):
         inputs = ops.convert_to_tensor(inputs)
         if not self.built:
             self.build(inputs.shape)
-        rank = len(inputs.shape)
-        axes = self._spatial_axes(rank)
         x = ops.cast(inputs, "float32")
         if self.squeeze == "avg":
-            logits = self._mlp(ops.mean(x, axis=axes))
+            logits = self._mlp(self._squeeze(x, "avg"))
         elif self.squeeze == "max":
-            logits = self._mlp(ops.max(x, axis=axes))
+            logits = self._mlp(self._squeeze(x, "max"))
         else:
-            logits = self._mlp(ops.mean(x, axis=axes)) + self._mlp(
-                ops.max(x, axis=axes)
-            )
+            logits = self._mlp(self._squeeze(x, "avg")) + self._mlp(self._squeeze(x, "max"))
         return self._gate(logits)
+
+    def _squeeze(self, x, reduce):
+        """Global average or max over the spatial axes: `(batch, channels)`.
+
+        On TensorFlow with only CPUs, channels_last, static spatial sizes and
+        a batch that is not known to be 1, the average is a pooling op whose
+        window is the whole map (`_pooled_mean`). Elsewhere (GPUs, other
+        backends, channels_first, unknown sizes), for the max, and for a
+        static batch of 1, where oneDNN's fixed cost per pooling call
+        outweighs its faster read on small maps (`benchmarks/bench_models.py`,
+        MobileNet at batch 1), it is `ops.mean` / `ops.max`.
+        """
+        rank = len(x.shape)
+        axes = self._spatial_axes(rank)
+        window = tuple(x.shape[a] for a in axes)
+        if (
+            reduce == "avg"
+            and x.shape[0] != 1
+            and self.data_format == "channels_last"
+            and None not in window
+            and _tensorflow_cpu_only()
+        ):
+            return _pooled_mean(x, window, self.channels)
+        if reduce == "avg":
+            return ops.mean(x, axis=axes)
+        return ops.max(x, axis=axes)
 
     def call(self, inputs):
         rank = len(inputs.shape)
@@ -354,18 +422,10 @@ class SqueezeExcite(keras.layers.Layer):
                 "init": self.init,
                 "use_bias": self.use_bias,
                 "data_format": self.data_format,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
-                "bias_initializer": keras.initializers.serialize(
-                    self.bias_initializer
-                ),
-                "kernel_regularizer": keras.regularizers.serialize(
-                    self.kernel_regularizer
-                ),
-                "bias_regularizer": keras.regularizers.serialize(
-                    self.bias_regularizer
-                ),
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
             }
         )
         return config

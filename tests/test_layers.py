@@ -573,3 +573,94 @@ def test_docstring_examples_are_true():
     results = runner.summarize(verbose=False)
     assert results.attempted >= 7
     assert results.failed == 0
+
+
+# ------------------------------------------------------- squeeze fast path
+def _squeeze_op_types(layer, shape, gradient=False):
+    import tensorflow as tf
+
+    def fn(x):
+        if not gradient:
+            return layer(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+        return tape.gradient(y, x)
+
+    graph = tf.function(fn).get_concrete_function(tf.TensorSpec(shape, "float32")).graph
+    return {op.type for op in graph.get_operations()}
+
+
+@pytest.mark.parametrize("squeeze", SQUEEZES)
+@pytest.mark.parametrize("rank", (3, 4, 5))
+def test_pooled_squeeze_equals_mean_path(rank, squeeze, monkeypatch):
+    # On CPU-only TensorFlow the channels_last average squeeze is a whole-map
+    # pooling op with the mean's gradient; it must compute what ops.mean
+    # computes, values and gradients (input and every weight) alike.
+    import tensorflow as tf
+
+    assert keras_se.layers._tensorflow_cpu_only()
+    x = tf.constant(_input(rank, "channels_last", channels=32, seed=rank))
+    layer = SqueezeExcite(ratio=4, squeeze=squeeze, data_format="channels_last")
+    layer.build(x.shape)
+    layer.expand_bias.assign(np.linspace(-1, 1, 32).astype("float32"))
+
+    def run():
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * tf.cos(tf.range(32, dtype="float32")))
+        return y, tape.gradient(loss, [x, *layer.trainable_variables])
+
+    pooled, pooled_grads = run()
+    ops_pooled = _squeeze_op_types(layer, x.shape)
+    grad_ops = _squeeze_op_types(layer, x.shape, gradient=True)
+    # The backward pass broadcasts the mean's gradient instead of AvgPoolGrad.
+    assert not any("PoolGrad" in t and "Avg" in t for t in grad_ops)
+    if "avg" in squeeze:
+        assert "BroadcastTo" in grad_ops
+    monkeypatch.setattr(keras_se.layers, "_CPU_ONLY", False)
+    reduced, reduced_grads = run()
+    ops_reduced = _squeeze_op_types(layer, x.shape)
+
+    pool = "AvgPool3D" if rank == 5 else "AvgPool"
+    if "avg" in squeeze:
+        assert pool in ops_pooled and "Mean" not in ops_pooled
+    assert "Mean" not in ops_pooled or squeeze == "max"
+    assert "Max" in ops_pooled if "max" in squeeze else "Max" not in ops_pooled
+    assert not any("Pool" in t for t in ops_reduced)
+    assert ("Mean" in ops_reduced) == ("avg" in squeeze)
+    np.testing.assert_allclose(_np(pooled), _np(reduced), rtol=1e-6, atol=1e-6)
+    assert len(pooled_grads) == 5  # the input and four weights
+    for a, b in zip(pooled_grads, reduced_grads):
+        np.testing.assert_allclose(_np(a), _np(b), rtol=1e-5, atol=1e-6)
+
+
+def test_squeeze_falls_back_to_mean_for_unknown_sizes_batch_1_and_channels_first():
+    layer = SqueezeExcite(ratio=4, data_format="channels_last")
+    layer.build((None, None, None, 16))
+    types = _squeeze_op_types(layer, (2, None, None, 16))
+    assert "Mean" in types and "AvgPool" not in types
+    x = _input(4, "channels_last", channels=16)
+    np.testing.assert_allclose(_np(layer(x)), se_reference(x, layer)[0], atol=1e-5)
+
+    # A static batch of 1 (single-image serving) keeps the mean; an unknown
+    # batch takes the pool.
+    assert "Mean" in _squeeze_op_types(layer, (1, 5, 4, 16))
+    assert "AvgPool" in _squeeze_op_types(layer, (None, 5, 4, 16))
+
+    first = SqueezeExcite(ratio=4, data_format="channels_first")
+    types = _squeeze_op_types(first, (2, 16, 5, 4))
+    assert "Mean" in types and "AvgPool" not in types
+
+
+@pytest.mark.parametrize("squeeze", SQUEEZES)
+def test_squeeze_under_xla_matches_eager(squeeze):
+    import tensorflow as tf
+
+    x = tf.constant(_input(4, "channels_last", channels=32, batch=3))
+    layer = SqueezeExcite(ratio=4, squeeze=squeeze, data_format="channels_last")
+    eager = _np(layer(x))
+    xla = _np(tf.function(layer, jit_compile=True)(x))
+    np.testing.assert_allclose(xla, eager, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(eager, se_reference(_np(x), layer)[0], atol=1e-5)
