@@ -12,9 +12,16 @@ float32, channels_last, SE models built with `init="standard"`:
 
 Each pair times a `tf.function` predict step (`model(x, training=False)`) at
 batch 1 and batch 32, and a `tf.function` training step at batch 32 (SGD, sparse
-categorical crossentropy, forward + backward + update). The ratio B/A is the
-overhead; targets (issue 7): inference at batch 1 at most +3%, training at most
-+10%. Results go to `benchmarks/results/models.json` and `models.md`, rewritten
+categorical crossentropy, forward + backward + update): what Keras's `predict`
+and `fit` run on a CPU. It also times the batch-1 predict step under
+`tf.function(jit_compile=True)` (XLA, what Keras uses by default on a GPU). The
+ratio B/A is the overhead; targets (issue 7): inference at batch 1 at most +3%,
+training at most +10%.
+
+In the `tf.function` rows a third contender, "B before", is the same SE model
+traced with the library's squeeze as it was before the pooled squeeze
+(`ops.mean` over H and W; `keras_se.layers._pooled_mean`), interleaved with A
+and B: the before/after record of that change. Results go to `benchmarks/results/models.json` and `models.md`, rewritten
 after every pair so that a cut-off run still leaves what it measured.
 """
 
@@ -33,9 +40,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from _timing import ab, machine_info, write_results  # noqa: E402
+from _timing import ABResult, interleaved, machine_info, write_results  # noqa: E402
 
 import keras_se  # noqa: E402
+import keras_se.layers  # noqa: E402
 from keras_se import applications as se_apps  # noqa: E402
 
 TARGETS = {"infer_b1": 1.03, "train_b32": 1.10}
@@ -84,12 +92,29 @@ SE-ResNet-50 (+1.8%), and a GPU training step (forward + backward, minibatch 256
 inference overhead at batch 1 at most +3%, training-step overhead at most +10%."""
 
 
-def predict_fn(model, x):
-    @tf.function(reduce_retracing=True)
+def predict_fn(model, x, jit_compile=False):
+    @tf.function(reduce_retracing=True, jit_compile=jit_compile)
     def step(x):
         return model(x, training=False)
 
     return lambda: step(x)
+
+
+def traced_before(make_fn, *args):
+    """`make_fn(*args)`'s function, traced now with the squeeze as it was before.
+
+    Before the pooled squeeze the layer always took `ops.mean`; the library
+    still takes that path wherever `_tensorflow_cpu_only()` is false, so the
+    trace is made with that flag off. Later calls reuse the trace.
+    """
+    saved = keras_se.layers._CPU_ONLY
+    keras_se.layers._CPU_ONLY = False
+    try:
+        fn = make_fn(*args)
+        fn()
+    finally:
+        keras_se.layers._CPU_ONLY = saved
+    return fn
 
 
 def train_fn(model, x, y):
@@ -108,16 +133,22 @@ def train_fn(model, x, y):
     return lambda: step(x, y)
 
 
-def _row(pair, mode, batch, size, result):
+MODE_LABELS = {
+    "infer_b1": "inference",
+    "infer_b32": "inference",
+    "train_b32": "train step",
+    "infer_b1_xla": "inference, XLA",
+}
+
+
+def _row(pair, mode, batch, size, result, before=None):
     a, b = result.a, result.b
     paired = result.paired_ratios
     overhead = (result.ratio - 1) * 100
-    target = TARGETS.get(mode)
+    target = TARGETS.get(mode.removesuffix("_xla"))
     return {
         "pair": pair,
-        "mode": {"infer_b1": "inference", "infer_b32": "inference", "train_b32": "train step"}[
-            mode
-        ],
+        "mode": MODE_LABELS[mode],
         "batch": batch,
         "size": size,
         "a_ms": f"{a.median * 1e3:.1f}",
@@ -125,6 +156,10 @@ def _row(pair, mode, batch, size, result):
         "b_ms": f"{b.median * 1e3:.1f}",
         "b_iqr": f"{b.q1 * 1e3:.1f}-{b.q3 * 1e3:.1f}",
         "overhead": f"{overhead:+.1f}%",
+        "before_ms": "" if before is None else f"{before.median * 1e3:.1f}",
+        "before_overhead": ""
+        if before is None
+        else f"{(before.median / a.median - 1) * 100:+.1f}%",
         "paired": f"{(min(paired) - 1) * 100:+.1f}% .. {(max(paired) - 1) * 100:+.1f}%",
         "target": "" if target is None else f"<= {(target - 1) * 100:+.0f}%",
         "met": "" if target is None else ("yes" if result.ratio <= target else "no"),
@@ -141,6 +176,8 @@ COLUMNS = [
     ("b_ms", "B median (ms)"),
     ("b_iqr", "B IQR (ms)"),
     ("overhead", "overhead B/A"),
+    ("before_ms", "B before (ms)"),
+    ("before_overhead", "overhead before"),
     ("paired", "paired-ratio range"),
     ("target", "target"),
     ("met", "met"),
@@ -158,6 +195,7 @@ def main(argv=None):
     )
     parser.add_argument("--pairs", nargs="*", default=list(PAIRS), choices=list(PAIRS))
     parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--skip-xla", action="store_true", help="no XLA inference rows")
     args = parser.parse_args(argv)
     repeats = args.repeats or (10 if args.quick else 15)
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
@@ -169,21 +207,24 @@ def main(argv=None):
         info = machine_info()
         loads.append(info.get("loadavg_1_5_15"))
         intro = (
-            "A = the plain Keras model, B = the same with SE (`init=\"standard\"`); "
+            'A = the plain Keras model, B = the same with SE (`init="standard"`); '
             "weights=None, float32. Inference: `model(x, training=False)` in a "
-            "`tf.function`; train step: forward + backward + SGD update in a `tf.function`, "
-            "sparse categorical crossentropy. A and B interleaved in one process "
-            f"(`_timing.ab`), {repeats} repeats after {warmup} warm-up round(s), median; "
-            "IQR = interquartile range of the samples; paired-ratio range = min/max of the "
-            "per-round B/A ratios. Overhead = median(B)/median(A) - 1."
+            '`tf.function` ("inference, XLA": `tf.function(jit_compile=True)`); train '
+            "step: forward + backward + SGD update in a `tf.function`, sparse categorical "
+            'crossentropy. "B before" = the same SE model traced with the squeeze as it '
+            "was before the pooled squeeze (`ops.mean`). A, B (and B before) interleaved "
+            f"in one process (`_timing.interleaved`), {repeats} repeats after {warmup} "
+            "warm-up round(s), median; IQR = interquartile range of the samples; "
+            "paired-ratio range = min/max of the per-round B/A ratios. Overhead = "
+            "median(B)/median(A) - 1."
         )
         notes = [
             REFERENCE,
             "Load average (1 min) when each row was written: "
             + ", ".join(str(lo[0]) for lo in loads if lo)
-            + f" on {info.get('cpus_usable')} usable cores: the cores were shared with other "
-            "work, so absolute times are inflated and noisy; the interleaved ratios are the "
-            "figure to read.",
+            + f" on {info.get('cpus_usable')} usable cores. A load well above the "
+            "benchmark's own ~1-2 means other work shared the cores, inflating absolute "
+            "times and spreads; the interleaved ratios are the figure to read.",
         ]
         if args.train_size != args.size:
             notes.append(
@@ -214,6 +255,8 @@ def main(argv=None):
         label_a, build_a, label_b, build_b = PAIRS[key]
         pair = f"{label_a} vs {label_b}"
         jobs = [("infer_b1", 1, args.size), ("infer_b32", 32, args.size)]
+        if not args.skip_xla:
+            jobs.append(("infer_b1_xla", 1, args.size))
         if not args.skip_train:
             jobs.append(("train_b32", 32, args.train_size))
         for size in sorted({s for _, _, s in jobs}):
@@ -224,15 +267,27 @@ def main(argv=None):
                     continue
                 x = tf.constant(rng.standard_normal((batch, size, size, 3), dtype=np.float32))
                 if mode.startswith("infer"):
-                    fa, fb = predict_fn(model_a, x), predict_fn(model_b, x)
+                    jit = mode.endswith("_xla")
+                    fns = {
+                        "a": predict_fn(model_a, x, jit_compile=jit),
+                        "b": predict_fn(model_b, x, jit_compile=jit),
+                    }
+                    if not jit:
+                        fns["before"] = traced_before(predict_fn, model_b, x)
                     min_sample_s = 0.25
                 else:
                     y = tf.constant(rng.integers(0, 1000, size=(batch,)), dtype=tf.int32)
-                    fa, fb = train_fn(model_a, x, y), train_fn(model_b, x, y)
+                    fns = {
+                        "a": train_fn(model_a, x, y),
+                        "b": train_fn(model_b, x, y),
+                        "before": traced_before(train_fn, model_b, x, y),
+                    }
                     min_sample_s = 0.01
                 t0 = time.perf_counter()
-                result = ab(fa, fb, repeats=repeats, warmup=warmup, min_sample_s=min_sample_s)
-                row = _row(pair, mode, batch, size, result)
+                timed = interleaved(fns, repeats=repeats, warmup=warmup, min_sample_s=min_sample_s)
+                result = ABResult(timed["a"], timed["b"])
+                before = timed.get("before")
+                row = _row(pair, mode, batch, size, result, before)
                 rows.append(row)
                 data.append(
                     {
@@ -246,6 +301,10 @@ def main(argv=None):
                         "size": size,
                         "seconds": round(time.perf_counter() - t0, 1),
                         **result.to_dict(),
+                        "before": None if before is None else before.to_dict(),
+                        "before_over_a": None
+                        if before is None
+                        else before.median / result.a.median,
                     }
                 )
                 print(row, f"({time.perf_counter() - t0:.0f} s)", flush=True)
