@@ -212,7 +212,9 @@ def main(argv=None):
             '`tf.function` ("inference, XLA": `tf.function(jit_compile=True)`); train '
             "step: forward + backward + SGD update in a `tf.function`, sparse categorical "
             'crossentropy. "B before" = the same SE model traced with the squeeze as it '
-            "was before the pooled squeeze (`ops.mean`). A, B (and B before) interleaved "
+            "was before the pooled squeeze (`ops.mean`); at batch 1 the library itself "
+            "keeps `ops.mean` (a static batch of 1), so there B and B before are the same "
+            "computation and their difference shows the noise. A, B (and B before) interleaved "
             f"in one process (`_timing.interleaved`), {repeats} repeats after {warmup} "
             "warm-up round(s), median; IQR = interquartile range of the samples; "
             "paired-ratio range = min/max of the per-round B/A ratios. Overhead = "

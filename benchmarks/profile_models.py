@@ -91,6 +91,55 @@ def op_stats(fn, steps: int) -> list[dict]:
     return rows
 
 
+def se_floor(model, rescale_us: float, training: bool) -> dict:
+    """The least time the SE layers of `model` could take per call.
+
+    Every SE layer must read its input for the squeeze, then read it again and
+    write the output for the rescale: 3 transfers of its input against the 2 of
+    the rescale alone, so at best 1.5 x the rescale's time. `rescale_us` is that
+    time as profiled inside the model (the `Mul` ops in SE scopes, forward), where
+    the input is as cache-resident as it really is. Each layer also reads its
+    MLP weights once, at the bandwidth of a 64 MiB multiply. A training step's
+    backward pass moves at least as much again, so it counts twice.
+    """
+    weight_bytes = sum(
+        layer.count_params() * 4
+        for layer in _all_layers(model)
+        if isinstance(layer, keras_se.SqueezeExcite)
+    )
+    bandwidth = stream_bandwidth()
+    forward_ms = 1.5 * rescale_us / 1e3 + weight_bytes / bandwidth * 1e3
+    return {
+        "rescale_ms": rescale_us / 1e3,
+        "weight_bytes": weight_bytes,
+        "stream_bandwidth_gbps": bandwidth / 1e9,
+        "floor_ms": forward_ms * (2 if training else 1),
+    }
+
+
+def _median_time(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def stream_bandwidth(nbytes: int = 64 * 2**20, repeats: int = 20) -> float:
+    """Bytes/s of one broadcast multiply over `nbytes` (read once, write once)."""
+    n = nbytes // 4 // 256
+    x = tf.random.uniform((n, 256))
+    g = tf.random.uniform((1, 256))
+    fn = tf.function(lambda t: t * g)
+    return 2 * n * 256 * 4 / _median_time(lambda: fn(x), repeats)
+
+
+def wall_ms(fn, repeats: int = 10) -> float:
+    return _median_time(fn, repeats) * 1e3
+
+
 def se_matcher(model):
     names = [
         layer.name for layer in _all_layers(model) if isinstance(layer, keras_se.SqueezeExcite)
@@ -151,6 +200,7 @@ COLUMNS = [
     ("fwd", "SE forward ops, by type"),
     ("bwd", "SE gradient ops, by type"),
     ("rest_types", "rest of B - A, by type"),
+    ("bytes_floor", "SE floor vs A's wall time"),
 ]
 
 
@@ -202,6 +252,12 @@ def main(argv=None):
                     ]
             result = attribute(rows_a, rows_b, is_se)
             total_a = result["a_us"]
+            # The least SE could cost (forward; a training step's backward moves
+            # at least as much again), against A's unprofiled wall time.
+            floor = se_floor(model_b, result["se_forward_us"].get("Mul", 0.0), kind == "train")
+            floor_ms = floor["floor_ms"]
+            a_wall = wall_ms(fa, repeats=10 if kind == "inference" else 3)
+            result.update(se_floor=floor, se_floor_ms=floor_ms, a_wall_ms=a_wall)
             rows.append(
                 {
                     "pair": f"{label_a} vs {label_b}",
@@ -214,6 +270,8 @@ def main(argv=None):
                     "fwd": _fmt_types(result["se_forward_us"], total_a),
                     "bwd": _fmt_types(result["se_backward_us"], total_a),
                     "rest_types": _fmt_types(result["rest_delta_us"], total_a, top=3),
+                    "bytes_floor": f"{floor_ms:.2f} ms of {a_wall:.1f} ms "
+                    f"({floor_ms / a_wall * 100:.1f}%)",
                 }
             )
             data.append(
@@ -239,7 +297,15 @@ def main(argv=None):
         "they exceed the wall time; percentages are of A's op time. \"SE layers' own "
         'ops" = ops under an inserted SqueezeExcite scope (forward and gradient); '
         '"rest of B - A" = everything else in B minus all of A: what inserting SE '
-        "changed around it, plus noise. Command: `python benchmarks/profile_models.py`."
+        'changed around it, plus noise. "SE floor": the least the SE layers could take '
+        "without fusing into the ops around them. Each must read its input for the "
+        "squeeze, then read it again and write the output for the rescale: 3 transfers "
+        "against the rescale's 2, so the floor is 1.5 x the SE rescales' own time as "
+        "profiled in the model (the forward `Mul` column) plus reading the MLP weights "
+        "once (at the bandwidth of a 64 MiB multiply measured in the same run); doubled "
+        "for a training step, whose backward pass moves at least as much again. It is set "
+        "against A's unprofiled wall time. Command: "
+        "`python benchmarks/profile_models.py`."
     )
     write_results(
         "profile",
