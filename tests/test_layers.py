@@ -664,3 +664,22 @@ def test_squeeze_under_xla_matches_eager(squeeze):
     xla = _np(tf.function(layer, jit_compile=True)(x))
     np.testing.assert_allclose(xla, eager, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(eager, se_reference(_np(x), layer)[0], atol=1e-5)
+
+
+def test_fit_under_xla_matches_graph_mode():
+    # The pooled squeeze's custom gradient must also compile under XLA
+    # (`jit_compile=True`, Keras's default on a GPU) and train the same.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 8, 8, 16)).astype("float32")
+    y = rng.normal(size=(16, 8, 8, 16)).astype("float32")
+    weights = {}
+    for jit in (False, True):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((8, 8, 16)), SqueezeExcite(ratio=4)])
+        start = [w.copy() for w in model.get_weights()]
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", jit_compile=jit)
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
+        weights[jit] = model.get_weights()
+        assert all(np.abs(a - b).max() > 1e-4 for a, b in zip(weights[jit], start))
+    for a, b in zip(weights[False], weights[True]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
