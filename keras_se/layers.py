@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
 
@@ -84,9 +86,7 @@ def _pooled_mean(x, window, channels):
     import tensorflow as tf
 
     rank = len(x.shape)
-    count = 1
-    for size in window:
-        count *= size
+    count = math.prod(window)
     gate_shape = (-1,) + (1,) * (rank - 2) + (channels,)
 
     @tf.custom_gradient
