@@ -470,9 +470,14 @@ def test_cli_inspect_errors_are_one_line(tmp_path, tfds_dir, capsys):
     assert err.count("\n") == 1
     assert "`model` must be a trained .keras file" in err and "Received: model='resnet50'" in err
 
+    # A model without SE is refused before any data is read: with an empty
+    # TFDS directory nothing gets built (and no progress bar reaches stderr).
     plain = str(tmp_path / "plain.keras")
     small_cnn().save(plain)
-    assert cli.run(["inspect", plain, "--data-dir", tfds_dir, "--out", str(tmp_path / "b")]) == 2
+    empty_tfds = tmp_path / "empty_tfds"
+    empty_tfds.mkdir()
+    assert cli.run(["inspect", plain, "--data-dir", str(empty_tfds), "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "has no keras_se.SqueezeExcite layer" in err
     assert not (tmp_path / "b").exists()
+    assert list(empty_tfds.iterdir()) == []
