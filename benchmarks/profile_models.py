@@ -1,24 +1,28 @@
 """Where SE's model overhead goes: a TensorFlow profiler trace, op by op.
 
     python benchmarks/profile_models.py [--pairs resnet50_residual ...]
-        [--steps N] [--train-batch N] [--size PX] [--modes infer_b1 train]
+        [--modes infer_b1 train] [--steps N] [--rounds N] [--train-batch N] [--size PX]
 
 For each pair of `bench_models.PAIRS` (the plain model A and its SE version B)
 and each step (`infer_b1`: `model(x, training=False)` at batch 1;
 `infer_b32`; `train`: forward + backward + SGD update at `--train-batch`), both
 run under `tf.function` exactly as `bench_models.py` times them. After two
-warm-up calls, `tf.profiler.experimental` records `--steps` calls of A, then of
-B, and the trace's `framework_op_stats` table (TensorFlow's own per-op
-accounting, the table TensorBoard's profile plugin shows) is read back. Each
-op's self time is attributed:
+warm-up calls, `tf.profiler.experimental` records `--steps` calls of A and of
+B in `--rounds` alternating rounds, and the trace's `framework_op_stats` table
+(TensorFlow's own per-op accounting, the table TensorBoard's profile plugin
+shows) is read back. Each op's self time is attributed:
 
 - to SE when its name lies under an inserted `SqueezeExcite` layer's scope
   (forward ops, and their gradients under `gradient_tape/`), split by op type
-  (`Mean` = the squeeze, `_MklNativeFusedMatMul` = the two FC layers with bias
-  and activation fused by oneDNN, `Mul` = the rescale, ...);
+  (`Mean` or `_MklNativeAvgPool` = the squeeze, `_MklNativeFusedMatMul` = the
+  two FC layers with bias and activation fused by oneDNN, `Mul` = the
+  rescale, ...);
 - otherwise to the rest of the model, which B shares with A; B's rest minus
   A's rest is what inserting SE did to the ops around it (a lost fusion, a
   different schedule) plus noise.
+
+It also estimates the *SE floor*, the least the SE layers could cost without
+fusing into their neighbours (see `se_floor`), against A's unprofiled wall time.
 
 Self times are summed over ops, so on 2 cores with intra-op parallelism they
 add up to more than the wall time; the shares are what to read. Results go to
