@@ -1462,7 +1462,7 @@ def inspect_command(args) -> int:
     out.check()
     model = load_keras_file(spec.path)
     # A model with no SE layer is refused before any data is read or built.
-    se_inspect.excitation_model(model)
+    se_inspect.require_se_layers(model)
     preprocess = args.preprocess
     if preprocess == "auto":
         sidecar = read_sidecar(os.path.dirname(os.path.abspath(spec.path)))

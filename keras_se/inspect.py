@@ -129,6 +129,25 @@ def _has_se(model):
     return any(isinstance(l, SqueezeExcite) for l in model._flatten_layers(include_self=False))
 
 
+def _no_se_error(model):
+    return ValueError(
+        f"Model {model.name!r} has no keras_se.SqueezeExcite layer in its graph, so "
+        "there is no gate to read. Add SE blocks first with "
+        f"keras_se.add_se_blocks(model, placement). Received: model={model.name!r}"
+    )
+
+
+def require_se_layers(model):
+    """Raises what `excitation_model` would for `model`, without tracing its graph.
+
+    The cheap part of its checks: a Functional or Sequential model holding at
+    least one `SqueezeExcite` layer (the command line runs it before reading data).
+    """
+    _check_model(model)
+    if not _has_se(model):
+        raise _no_se_error(model)
+
+
 def _new_inputs(model):
     return tree.map_structure(
         lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name),
@@ -211,15 +230,11 @@ def _gate_keys(taps):
 
 
 def _build(model):
-    _check_model(model)
+    require_se_layers(model)
     inputs = _new_inputs(model)
     _, taps = _trace(model, inputs, (), {})
     if not taps:
-        raise ValueError(
-            f"Model {model.name!r} has no keras_se.SqueezeExcite layer in its graph, so "
-            "there is no gate to read. Add SE blocks first with "
-            f"keras_se.add_se_blocks(model, placement). Received: model={model.name!r}"
-        )
+        raise _no_se_error(model)
     tapped = {id(layer) for _, layer, _ in taps}
     missed = [
         l.name
