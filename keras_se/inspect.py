@@ -26,8 +26,9 @@ import keras
 import numpy as np
 from keras import tree
 
+from keras_se import _keras_compat as compat
 from keras_se.layers import SqueezeExcite
-from keras_se.sites import graph_of, is_container
+from keras_se.sites import check_model, graph_of, is_container, se_layers
 
 __all__ = [
     "Excitation",
@@ -106,27 +107,8 @@ class Excitation(keras.layers.Layer):
 
 
 # ------------------------------------------------------------------ excitation model
-def _check_model(model):
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            f"`model` must be a keras.Model. Received: model of type {type(model).__name__}"
-        )
-    if not is_container(model):
-        raise TypeError(
-            "Only Functional and Sequential models (and models nesting them) can be "
-            "inspected: a subclassed model's graph is not visible. "
-            f"Received: model of type {type(model).__name__}"
-        )
-    if graph_of(model) is None:
-        raise ValueError(
-            "The model must be built (have known inputs) before its gates can be read: "
-            "give it an Input or call `model.build(input_shape)`. "
-            f"Received: model={model.name!r} (not built)"
-        )
-
-
 def _has_se(model):
-    return any(isinstance(l, SqueezeExcite) for l in model._flatten_layers(include_self=False))
+    return bool(se_layers(model, deep=True))
 
 
 def _no_se_error(model):
@@ -143,7 +125,7 @@ def require_se_layers(model):
     The cheap part of its checks: a Functional or Sequential model holding at
     least one `SqueezeExcite` layer (the command line runs it before reading data).
     """
-    _check_model(model)
+    check_model(model, "inspected")
     if not _has_se(model):
         raise _no_se_error(model)
 
@@ -151,7 +133,7 @@ def require_se_layers(model):
 def _new_inputs(model):
     return tree.map_structure(
         lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name),
-        graph_of(model)._inputs_struct,
+        graph_of(model).input,
     )
 
 
@@ -200,7 +182,7 @@ def _trace(model, inputs, path, augmented):
         return op
 
     # The same walk that `Functional.call` and `keras.models.clone_model` do.
-    outputs = fn._run_through_graph(inputs, operation_fn=operation_fn)
+    outputs = compat.run_through_graph(fn, inputs, operation_fn)
     return outputs, taps
 
 
@@ -236,11 +218,7 @@ def _build(model):
     if not taps:
         raise _no_se_error(model)
     tapped = {id(layer) for _, layer, _ in taps}
-    missed = [
-        l.name
-        for l in model._flatten_layers(include_self=False)
-        if isinstance(l, SqueezeExcite) and id(l) not in tapped
-    ]
+    missed = [layer.name for layer in se_layers(model, deep=True) if id(layer) not in tapped]
     if missed:
         warnings.warn(
             f"{len(missed)} SqueezeExcite layer(s) of model {model.name!r} are not called "

@@ -11,7 +11,8 @@ from typing import Any
 import keras
 from keras import tree
 
-from keras_se.layers import SqueezeExcite
+from keras_se import _keras_compat as compat
+from keras_se.layers import SE_OPTIONS, SqueezeExcite
 from keras_se.sites import (
     PLACEMENTS,
     Site,
@@ -22,20 +23,6 @@ from keras_se.sites import (
 )
 
 __all__ = ["add_se_blocks", "NoSitesError", "SEReport", "PLACEMENTS"]
-
-_SE_OPTION_NAMES = (
-    "units",
-    "min_units",
-    "divisor",
-    "squeeze",
-    "activation",
-    "gate",
-    "use_bias",
-    "kernel_initializer",
-    "bias_initializer",
-    "kernel_regularizer",
-    "bias_regularizer",
-)
 
 
 class SEReport:
@@ -116,10 +103,10 @@ class SEReport:
 
 
 def _check_se_options(se_options):
-    unknown = sorted(set(se_options) - set(_SE_OPTION_NAMES))
+    unknown = sorted(set(se_options) - set(SE_OPTIONS))
     if unknown:
         raise TypeError(
-            f"Unknown SE option(s) {unknown}; allowed: {', '.join(_SE_OPTION_NAMES)}. "
+            f"Unknown SE option(s) {unknown}; allowed: {', '.join(SE_OPTIONS)}. "
             f"Received: {', '.join(f'{k}={se_options[k]!r}' for k in unknown)}"
         )
     # Let the layer validate the values (it raises ValueError naming the argument).
@@ -157,7 +144,6 @@ class _Rewriter:
         self.pairs = []  # (original, clone) plain layers whose weights are copied
         self.containers = []  # (original, clone) nested models
         self.se_layers = {}  # id(site) -> SqueezeExcite
-        self.created = []
 
     # -- layers
     def se_layer(self, site):
@@ -174,7 +160,6 @@ class _Rewriter:
                 **self.se_options,
             )
             self.se_layers[id(site)] = layer
-            self.created.append((site, layer))
         return layer
 
     def clone_layer(self, layer):
@@ -206,7 +191,9 @@ class _Rewriter:
             if site is not None:
                 layers.append(self.se_layer(site))
         ref = fn.inputs[0]
-        inputs = keras.Input(batch_shape=ref.shape, dtype=ref.dtype, name=_input_name(model))
+        inputs = keras.Input(
+            batch_shape=ref.shape, dtype=ref.dtype, name=compat.input_layer_name(model)
+        )
         return keras.Sequential([inputs] + layers, name=model.name, trainable=model.trainable)
 
     def _rewrite_functional(self, model):
@@ -233,8 +220,9 @@ class _Rewriter:
         # Name the new inputs after the input *layers* (clone_model would name them
         # after the symbolic tensors, "keras_tensor_N", for auto-named inputs).
         inputs = tree.map_structure(
-            lambda x: keras.Input(batch_shape=x.shape, dtype=x.dtype,
-                                  name=x._keras_history[0].name),
+            lambda x: keras.Input(
+                batch_shape=x.shape, dtype=x.dtype, name=compat.producing_layer_name(x)
+            ),
             model.input,
         )
         # Keras builds the graph of a Functional model recursively; deep models with
@@ -282,13 +270,6 @@ def _recursion_limit(limit):
         yield
     finally:
         sys.setrecursionlimit(old)
-
-
-def _input_name(model):
-    first = model._layers[0] if getattr(model, "_layers", None) else None
-    if isinstance(first, keras.layers.InputLayer):
-        return first.name
-    return None
 
 
 def _replace_input(args, kwargs, index, fn):
@@ -402,11 +383,9 @@ def add_se_blocks(
     rewriter = _Rewriter(finder, init, se_options)
     new = rewriter.rewrite(model)
     rewriter.copy_state()
-    # Parameter counts from the built layers (exact, whatever the options).
-    for site, layer in rewriter.created:
-        site.params = layer.count_params()
-    if getattr(model, "compiled", False) and getattr(model, "_compile_config", None):
-        new.compile_from_config(model.get_compile_config())
+    compile_config = model.get_compile_config() if getattr(model, "compiled", False) else None
+    if compile_config:
+        new.compile_from_config(compile_config)
     if verbose:
         print(report.summary())
     return (new, report) if return_report else new

@@ -11,17 +11,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import keras
 
-from keras_se.layers import SqueezeExcite, make_divisible
-
-try:  # Keras's own classes; `keras.models.clone_model` dispatches on the same ones.
-    from keras.src.models.functional import Functional
-except ImportError:  # pragma: no cover - very old or very new layouts
-    Functional = keras.Model
+from keras_se import _keras_compat as compat
+from keras_se.layers import SqueezeExcite, bottleneck_width, se_params
 
 PLACEMENTS = (
     "post_activation",
@@ -59,6 +55,8 @@ ACTIVATION_LAYERS = (
 RESIDUAL_MERGE_CLASS_NAMES = ("Add", "CustomScaleLayer")
 
 _LINEAR_NAMES = ("linear", None)
+# The SqueezeExcite options that set the bottleneck width.
+_WIDTH_OPTIONS = ("units", "min_units", "divisor", "round_limit")
 
 
 class Site:
@@ -154,40 +152,66 @@ def check_placement(placement):
         )
 
 
-def check_model(model):
-    if isinstance(model, keras.Sequential) or isinstance(model, Functional):
-        if isinstance(model, keras.Sequential) and _seq_functional(model) is None:
-            raise ValueError(
-                "The model must be built (have known inputs) before SE blocks can be "
-                "added: give it an Input or call `model.build(input_shape)`. "
-                f"Received: model={model.name!r} (not built)"
-            )
-        return
-    if isinstance(model, keras.Model):
+def check_model(model, action: str = "rewritten") -> None:
+    """Raises unless `model` is a built Functional or Sequential model.
+
+    The check shared by `find_se_sites`, `add_se_blocks` and `keras_se.inspect`:
+    Functional subclasses (keras-hub backbones) pass, a subclassed `keras.Model`
+    (whose graph is not visible) gets a `TypeError`, an unbuilt Sequential model
+    a `ValueError`.
+
+    Args:
+        model: the model to check.
+        action: what is done to it, for the messages ("rewritten",
+            "inspected"). Defaults to `"rewritten"`.
+    """
+    if not isinstance(model, keras.Model):
         raise TypeError(
-            "Only Functional and Sequential models (and models nesting them) can be "
-            "rewritten; a subclassed model's graph is not visible. Add "
+            f"`model` must be a keras.Model. Received: model of type {type(model).__name__}"
+        )
+    if not is_container(model):
+        raise TypeError(
+            f"Only Functional and Sequential models (and models nesting them) can be "
+            f"{action}; a subclassed model's graph is not visible. Add "
             "`keras_se.SqueezeExcite` layers to its `call()` by hand. "
             f"Received: model of type {type(model).__name__}"
         )
-    raise TypeError(
-        f"`model` must be a keras.Model. Received: model of type {type(model).__name__}"
-    )
+    if compat.graph_of(model) is None:
+        raise ValueError(
+            f"The model must be built (have known inputs) before it can be {action}: "
+            "give it an Input or call `model.build(input_shape)`. "
+            f"Received: model={model.name!r} (not built)"
+        )
 
 
-def _seq_functional(model):
-    return getattr(model, "_functional", None)
-
-
-def graph_of(model):
-    """The Functional graph behind `model` (a Sequential's inner one)."""
-    if isinstance(model, keras.Sequential):
-        return _seq_functional(model)
-    return model
+graph_of = compat.graph_of
 
 
 def is_container(layer) -> bool:
-    return isinstance(layer, (keras.Sequential, Functional))
+    """Whether `layer` is a Functional or Sequential model (a graph to walk into)."""
+    return isinstance(layer, keras.Sequential) or compat.is_functional(layer)
+
+
+def leaf_layers(model: keras.Model) -> Iterable[keras.layers.Layer]:
+    """Every layer of `model` that is not itself a model, nested models included.
+
+    Depth first, in each model's `layers` order. Layers held inside a custom
+    layer are not listed (see `_keras_compat.flatten_layers` for those).
+    """
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from leaf_layers(layer)
+        else:
+            yield layer
+
+
+def se_layers(model: keras.Model, *, deep: bool = False) -> list[SqueezeExcite]:
+    """The `SqueezeExcite` layers of `model` (nested models included).
+
+    With `deep=True`, also those held inside custom layers.
+    """
+    layers = compat.flatten_layers(model) if deep else leaf_layers(model)
+    return [layer for layer in layers if isinstance(layer, SqueezeExcite)]
 
 
 # ----------------------------------------------------------------------------- graph
@@ -200,8 +224,9 @@ class Graph:
         self.nodes = []
         self.ordinal = {}
         counts = collections.Counter()
-        for depth in sorted(fn._nodes_by_depth, reverse=True):
-            for node in fn._nodes_by_depth[depth]:
+        by_depth = compat.nodes_by_depth(fn)
+        for depth in sorted(by_depth, reverse=True):
+            for node in by_depth[depth]:
                 if not node.operation or node.is_input:
                     continue
                 self.ordinal[id(node)] = counts[id(node.operation)]
@@ -216,14 +241,10 @@ class Graph:
 
     def producer(self, tensor):
         """The node that made `tensor` in this model, or None for an input."""
-        history = getattr(tensor, "_keras_history", None)
-        if history is None:
+        made = compat.producer(tensor)
+        if made is None or id(made[1]) not in self.node_ids:
             return None
-        op, node_index, _ = history
-        node = op._inbound_nodes[node_index]
-        if id(node) not in self.node_ids:
-            return None
-        return node
+        return made[1]
 
     def key(self, node):
         return (id(node.operation), self.ordinal[id(node)])
@@ -397,11 +418,12 @@ class _Finder:
         ratio = self.ratio(site) if callable(self.ratio) else self.ratio
         se_name = _unique_name(anchor + "_se", names)
         names.add(se_name)
-        units = self.se_kwargs.get("units") or make_divisible(
-            channels // ratio, self.se_kwargs.get("divisor", 1), self.se_kwargs.get("min_units", 1)
+        units = bottleneck_width(
+            channels,
+            ratio,
+            **{k: self.se_kwargs[k] for k in _WIDTH_OPTIONS if k in self.se_kwargs},
         )
-        use_bias = self.se_kwargs.get("use_bias", True)
-        params = 2 * channels * units + (units + channels if use_bias else 0)
+        params = se_params(channels, units, self.se_kwargs.get("use_bias", True))
         site = Site(
             **proposed | dict(se_name=se_name),
             params=params,
@@ -578,10 +600,7 @@ def _bounded_ancestors(graph, tensor, limit):
 
 
 def _tensor_name(tensor):
-    history = getattr(tensor, "_keras_history", None)
-    if history is not None:
-        return history[0].name
-    return getattr(tensor, "name", "input")
+    return compat.producing_layer_name(tensor) or getattr(tensor, "name", "input")
 
 
 def _unique_name(name, taken):
@@ -630,7 +649,7 @@ def check_ratio(ratio):
 
 
 def run_finder(model, placement, select, skip_existing, ratio=16, se_kwargs=None):
-    check_model(model)
+    check_model(model, "rewritten")
     check_placement(placement)
     check_ratio(ratio)
     finder = _Finder(placement, select, skip_existing, ratio, se_kwargs or {})
