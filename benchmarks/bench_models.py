@@ -104,16 +104,15 @@ def traced_before(make_fn, *args):
     """`make_fn(*args)`'s function, traced now with the squeeze as it was before.
 
     Before the pooled squeeze the layer always took `ops.mean`; the library
-    still takes that path wherever `_tensorflow_cpu_only()` is false, so the
-    trace is made with that flag off. Later calls reuse the trace.
+    still takes that path where TensorFlow sees an accelerator, so the trace is
+    made with `set_pooled_squeeze(False)`. Later calls reuse the trace.
     """
-    saved = keras_se.layers._CPU_ONLY
-    keras_se.layers._CPU_ONLY = False
+    keras_se.layers.set_pooled_squeeze(False)
     try:
         fn = make_fn(*args)
         fn()
     finally:
-        keras_se.layers._CPU_ONLY = saved
+        keras_se.layers.set_pooled_squeeze(None)
     return fn
 
 

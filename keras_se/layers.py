@@ -12,36 +12,82 @@ GATES = ("sigmoid", "hard_sigmoid", "tanh", "relu")
 INITS = ("standard", "identity")
 DATA_FORMATS = ("channels_last", "channels_first")
 
-_CPU_ONLY = None
+#: The `SqueezeExcite` options that `add_se_blocks` and the SE zoo pass on to every
+#: inserted layer (besides `ratio` and `init`, which they take as arguments).
+SE_OPTIONS = (
+    "units",
+    "min_units",
+    "divisor",
+    "round_limit",
+    "squeeze",
+    "activation",
+    "gate",
+    "use_bias",
+    "kernel_initializer",
+    "bias_initializer",
+    "kernel_regularizer",
+    "bias_regularizer",
+)
+
+_POOLED_SQUEEZE = {"forced": None, "detected": None}
 
 
-def _tensorflow_cpu_only() -> bool:
-    """Whether Keras runs on TensorFlow with no accelerator visible (cached)."""
-    global _CPU_ONLY
-    if _CPU_ONLY is None:
-        if keras.backend.backend() != "tensorflow":
-            _CPU_ONLY = False
-        else:
-            import tensorflow as tf
+def set_pooled_squeeze(enabled: bool | None) -> None:
+    """Chooses how the average squeeze is traced on TensorFlow (see `SqueezeExcite`).
 
-            _CPU_ONLY = all(d.device_type == "CPU" for d in tf.config.list_logical_devices())
-    return _CPU_ONLY
+    `None` (the default) decides by the devices TensorFlow sees: the pooled squeeze
+    on a CPU-only machine, `ops.mean` where there is an accelerator. `True` or
+    `False` forces it, for instance to trace on a CPU machine the graph a GPU
+    machine would get. It applies to layers traced afterwards and never changes
+    values beyond float32 rounding.
+    """
+    if enabled is not None and not isinstance(enabled, bool):
+        raise TypeError(f"`enabled` must be True, False or None. Received: enabled={enabled!r}")
+    _POOLED_SQUEEZE["forced"] = enabled
 
 
-def make_divisible(value: int, divisor: int = 1, min_value: int = 1) -> int:
+def pooled_squeeze_enabled() -> bool:
+    """Whether the average squeeze is a whole-map pool (TensorFlow, no accelerator)."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    if _POOLED_SQUEEZE["forced"] is not None:
+        return _POOLED_SQUEEZE["forced"]
+    if _POOLED_SQUEEZE["detected"] is None:
+        import tensorflow as tf
+
+        _POOLED_SQUEEZE["detected"] = all(
+            d.device_type == "CPU" for d in tf.config.list_logical_devices()
+        )
+    return _POOLED_SQUEEZE["detected"]
+
+
+def make_divisible(
+    value: float, divisor: int = 1, min_value: int = 1, round_limit: float = 0.9
+) -> int:
     """Rounds `value` to the nearest multiple of `divisor`, at least `min_value`.
 
-    The rule of timm and the MobileNet family: never round down by more than
-    10%.
+    timm's `make_divisible` (`timm.layers.helpers`), the MobileNet family's
+    channel rule: with the default `round_limit=0.9` it never rounds down by
+    more than 10%. timm's own SE blocks (`timm.layers.SEModule`) call it with
+    `round_limit=0.0`, so they may round down further (C=76, r=4, divisor 8:
+    16 with 0.0, 24 with 0.9). `divisor=1` truncates (`C // r`, the paper).
 
     Args:
         value: the width to round.
         divisor: the multiple to round to. Defaults to 1 (no rounding).
         min_value: the lower bound; with `divisor > 1` it is at least
             `divisor`, as in timm. Defaults to 1.
+        round_limit: the rounded width is raised by `divisor` when it falls
+            below `round_limit * value`. Defaults to 0.9.
 
     Returns:
         The rounded width, an int.
+
+    Example:
+
+    >>> from keras_se import make_divisible
+    >>> make_divisible(76 / 4, 8), make_divisible(76 / 4, 8, round_limit=0.0)
+    (24, 16)
     """
     if divisor == 1:
         return max(min_value, int(value))
@@ -49,9 +95,43 @@ def make_divisible(value: int, divisor: int = 1, min_value: int = 1) -> int:
     # that rounds to 0 became 1, then 1 + divisor (2 -> 9 for divisor 8).
     min_value = max(min_value, divisor)
     rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * value:
+    if rounded < round_limit * value:
         rounded += divisor
     return rounded
+
+
+def bottleneck_width(
+    channels: int,
+    ratio: float = 16,
+    units: int | None = None,
+    min_units: int = 1,
+    divisor: int = 1,
+    round_limit: float = 0.9,
+) -> int:
+    """The bottleneck width of an SE block on `channels` channels.
+
+    `units` if given, else `make_divisible(channels // ratio, divisor, min_units,
+    round_limit)`: `channels // ratio` with the defaults (the paper), and
+    exactly the width of timm's SE blocks (`timm.layers.SEModule`,
+    `make_divisible(C / r, 8, round_limit=0.0)`) with `divisor=8,
+    round_limit=0.0` (for an even divisor, rounding `C // r` or `C / r` to the
+    nearest multiple is the same). `SqueezeExcite`, `find_se_sites` and
+    `add_se_blocks` all take the width from here.
+
+    Example:
+
+    >>> from keras_se.layers import bottleneck_width
+    >>> bottleneck_width(256), bottleneck_width(76, 4, divisor=8, round_limit=0.0)
+    (16, 16)
+    """
+    if units is not None:
+        return units
+    return make_divisible(channels // ratio, divisor, min_units, round_limit)
+
+
+def se_params(channels: int, units: int, use_bias: bool = True) -> int:
+    """The parameters of an SE block: `2 * C * units`, plus `units + C` biases."""
+    return 2 * channels * units + (units + channels if use_bias else 0)
 
 
 def _check_positive_int(name, value, allow_none=False):
@@ -137,8 +217,13 @@ class SqueezeExcite(keras.layers.Layer):
         units: int or None, sets the bottleneck width explicitly, overriding
             `ratio`. Defaults to `None`.
         min_units: int, lower bound of the bottleneck width. Defaults to `1`.
-        divisor: int, the width is rounded to a multiple of it (timm's
-            `make_divisible`). Defaults to `1`.
+        divisor: int, the width is rounded to a multiple of it
+            (`make_divisible`). Defaults to `1`.
+        round_limit: float in [0, 1), `make_divisible`'s rule with a
+            `divisor`: the width is raised by `divisor` when rounding took
+            it below `round_limit * C / ratio`. Defaults to `0.9` (the
+            MobileNet channel rule); timm's SE blocks use `divisor=8,
+            round_limit=0.0`, which gives their widths exactly.
         squeeze: `"avg"` (the paper), `"max"`, or `"avg_max"` (CBAM's
             channel attention: the same MLP on both descriptors, summed before
             the gate). Defaults to `"avg"`.
@@ -193,6 +278,7 @@ class SqueezeExcite(keras.layers.Layer):
         units: int | None = None,
         min_units: int = 1,
         divisor: int = 1,
+        round_limit: float = 0.9,
         squeeze: str = "avg",
         activation="relu",
         gate: str = "sigmoid",
@@ -213,6 +299,14 @@ class SqueezeExcite(keras.layers.Layer):
         _check_positive_int("units", units, allow_none=True)
         _check_positive_int("min_units", min_units)
         _check_positive_int("divisor", divisor)
+        if (
+            isinstance(round_limit, bool)
+            or not isinstance(round_limit, (int, float))
+            or not 0 <= round_limit < 1
+        ):
+            raise ValueError(
+                f"`round_limit` must be a number in [0, 1). Received: round_limit={round_limit!r}"
+            )
         _check_choice("squeeze", squeeze, SQUEEZES)
         _check_choice("gate", gate, GATES)
         _check_choice("init", init, INITS)
@@ -237,6 +331,7 @@ class SqueezeExcite(keras.layers.Layer):
         self.units = units
         self.min_units = min_units
         self.divisor = divisor
+        self.round_limit = float(round_limit)
         self.squeeze = squeeze
         self.activation = activation
         self.gate = gate
@@ -259,10 +354,10 @@ class SqueezeExcite(keras.layers.Layer):
         return tuple(range(2, rank))
 
     def bottleneck_units(self, channels: int) -> int:
-        """The bottleneck width for `channels` input channels."""
-        if self.units is not None:
-            return self.units
-        return make_divisible(channels // self.ratio, self.divisor, self.min_units)
+        """The bottleneck width for `channels` input channels (`bottleneck_width`)."""
+        return bottleneck_width(
+            channels, self.ratio, self.units, self.min_units, self.divisor, self.round_limit
+        )
 
     def build(self, input_shape):
         rank = len(input_shape)
@@ -382,7 +477,7 @@ class SqueezeExcite(keras.layers.Layer):
             and x.shape[0] != 1
             and self.data_format == "channels_last"
             and None not in window
-            and _tensorflow_cpu_only()
+            and pooled_squeeze_enabled()
         ):
             return _pooled_mean(x, window, self.channels)
         if reduce == "avg":
@@ -414,6 +509,7 @@ class SqueezeExcite(keras.layers.Layer):
                 "units": self.units,
                 "min_units": self.min_units,
                 "divisor": self.divisor,
+                "round_limit": self.round_limit,
                 "squeeze": self.squeeze,
                 "activation": keras.activations.serialize(self._activation_fn)
                 if not isinstance(self.activation, str)

@@ -1,6 +1,5 @@
 """Tests of keras_se.layers: the SqueezeExcite layer and make_divisible."""
 
-import doctest
 import inspect
 import json
 import re
@@ -8,16 +7,19 @@ import re
 import keras
 import numpy as np
 import pytest
+from _reference import se_reference
 from keras import ops
 
-import keras_se
-import keras_se.layers
 from keras_se import SqueezeExcite, make_divisible
 
 SQUEEZES = ("avg", "max", "avg_max")
 GATES = ("sigmoid", "hard_sigmoid", "tanh", "relu")
 IDENTITY_GATES = ("sigmoid", "hard_sigmoid", "tanh")
 DATA_FORMATS = ("channels_last", "channels_first")
+
+# Every test here runs on each Keras backend; TensorFlow's own graph paths are in
+# test_layers_tensorflow.py.
+pytestmark = pytest.mark.core
 
 
 # ------------------------------------------------------------------ helpers
@@ -31,68 +33,6 @@ def _input(rank, data_format, channels=6, batch=2, seed=0):
     if data_format == "channels_first":
         shape = (batch, channels, *spatial)
     return np.random.default_rng(seed).normal(size=shape).astype("float32")
-
-
-def _weights(layer):
-    def get(v):
-        return None if v is None else _np(v).astype("float64")
-
-    return (
-        get(layer.reduce_kernel),
-        get(layer.reduce_bias),
-        get(layer.expand_kernel),
-        get(layer.expand_bias),
-    )
-
-
-def _gate_np(z, gate, identity):
-    if gate == "sigmoid":
-        g = 1.0 / (1.0 + np.exp(-z))
-        return 2.0 * g if identity else g
-    if gate == "hard_sigmoid":  # keras: relu6(x + 3) / 6
-        g = np.clip(z + 3.0, 0.0, 6.0) / 6.0
-        return 2.0 * g if identity else g
-    if gate == "tanh":
-        return 1.0 + np.tanh(z) if identity else np.tanh(z)
-    return np.maximum(z, 0.0)
-
-
-def se_reference(x, layer):
-    """NumPy SE with the layer's weights: returns (output, gate of shape (batch, C))."""
-    x = np.asarray(x, "float64")
-    wr, br, we, be = _weights(layer)
-    rank = x.ndim
-    if layer.data_format == "channels_last":
-        axes = tuple(range(1, rank - 1))
-    else:
-        axes = tuple(range(2, rank))
-
-    def mlp(d):
-        h = d @ wr + (0.0 if br is None else br)
-        h = np.maximum(h, 0.0)  # the tests use activation="relu"
-        return h @ we + (0.0 if be is None else be)
-
-    if layer.squeeze == "avg":
-        logits = mlp(x.mean(axis=axes))
-    elif layer.squeeze == "max":
-        logits = mlp(x.max(axis=axes))
-    else:
-        logits = mlp(x.mean(axis=axes)) + mlp(x.max(axis=axes))
-    gate = _gate_np(logits, layer.gate, layer.init == "identity")
-    if layer.data_format == "channels_last":
-        scale = gate.reshape((gate.shape[0],) + (1,) * (rank - 2) + (gate.shape[1],))
-    else:
-        scale = gate.reshape(gate.shape + (1,) * (rank - 2))
-    return x * scale, gate
-
-
-def timm_make_divisible(v, divisor=8, min_value=None, round_limit=0.9):
-    """timm.layers.helpers.make_divisible, copied verbatim."""
-    min_value = min_value or divisor
-    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
-    if new_v < round_limit * v:
-        new_v += divisor
-    return new_v
 
 
 def _fit(layer, x, steps=2, lr=0.1):
@@ -146,13 +86,46 @@ def test_parameter_count(channels, kwargs, width, use_bias):
     assert len(layer.weights) == (4 if use_bias else 2)
 
 
+@pytest.mark.parametrize("round_limit", [0.9, 0.0])
 @pytest.mark.parametrize("divisor", [2, 4, 8, 16, 32])
-def test_make_divisible_is_timms_rule(divisor):
-    got = [make_divisible(v, divisor) for v in range(0, 300)]
-    want = [timm_make_divisible(v, divisor) for v in range(0, 300)]
+def test_make_divisible_is_timms_rule(divisor, round_limit):
+    timm_layers = pytest.importorskip("timm.layers")
+    values = [v / 4 for v in range(0, 1200)]  # fractions too, as timm's SE passes C / r
+    got = [make_divisible(v, divisor, round_limit=round_limit) for v in values]
+    want = [timm_layers.make_divisible(v, divisor, round_limit=round_limit) for v in values]
     assert got == want
     assert all(w % divisor == 0 for w in got)
     assert got == sorted(got)  # monotone
+
+
+def test_bottleneck_width_is_timms_se_width():
+    # timm's SE block (timm.layers.SEModule) takes rd_ratio = 1/r and rd_divisor=8 and
+    # rounds with round_limit=0: `divisor=8, round_limit=0.0` gives its widths exactly.
+    timm_layers = pytest.importorskip("timm.layers")
+    from keras_se.layers import bottleneck_width
+
+    checked = 0
+    for channels in (16, 24, 40, 64, 76, 96, 100, 112, 160, 256, 320, 480, 512, 1000, 2048):
+        for ratio in (4, 8, 16, 32):
+            se = timm_layers.SEModule(channels, rd_ratio=1 / ratio, rd_divisor=8)
+            assert bottleneck_width(channels, ratio, divisor=8, round_limit=0.0) == (
+                se.fc1.out_channels
+            ), (channels, ratio)
+            checked += 1
+    assert checked == 60
+    # The example of the issue: C=76, r=4, divisor 8 is 16 in timm, 24 with our default.
+    assert bottleneck_width(76, 4, divisor=8, round_limit=0.0) == 16
+    assert bottleneck_width(76, 4, divisor=8) == 24
+    layer = SqueezeExcite(ratio=4, divisor=8, round_limit=0.0)
+    layer.build((None, 4, 4, 76))
+    assert tuple(layer.reduce_kernel.shape) == (76, 16)
+    assert SqueezeExcite.from_config(layer.get_config()).round_limit == 0.0
+
+
+def test_round_limit_is_checked():
+    with pytest.raises(ValueError, match=r"`round_limit` must be a number in \[0, 1\)\. "
+                       r"Received: round_limit=1\.5"):
+        SqueezeExcite(round_limit=1.5)
 
 
 def test_make_divisible_bounds():
@@ -558,128 +531,3 @@ def test_wrong_channel_count_after_build_raises():
         match=r"expected axis 3 of input shape to have value 8.*received input with shape \(1, 4, 4, 6\)",
     ):
         layer(np.zeros((1, 4, 4, 6), "float32"))
-
-
-# --------------------------------------------------------------- doctest
-def test_docstring_examples_are_true():
-    finder = doctest.DocTestFinder()
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
-    tests = [t for t in finder.find(keras_se.layers) if t.examples]
-    names = {t.name for t in tests}
-    assert "keras_se.layers.SqueezeExcite" in names
-    for test in tests:
-        test.globs.setdefault("keras_se", keras_se)
-        runner.run(test)
-    results = runner.summarize(verbose=False)
-    assert results.attempted >= 7
-    assert results.failed == 0
-
-
-# ------------------------------------------------------- squeeze fast path
-def _squeeze_op_types(layer, shape, gradient=False):
-    import tensorflow as tf
-
-    def fn(x):
-        if not gradient:
-            return layer(x)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = layer(x)
-        return tape.gradient(y, x)
-
-    graph = tf.function(fn).get_concrete_function(tf.TensorSpec(shape, "float32")).graph
-    return {op.type for op in graph.get_operations()}
-
-
-@pytest.mark.parametrize("squeeze", SQUEEZES)
-@pytest.mark.parametrize("rank", (3, 4, 5))
-def test_pooled_squeeze_equals_mean_path(rank, squeeze, monkeypatch):
-    # On CPU-only TensorFlow the channels_last average squeeze is a whole-map
-    # pooling op with the mean's gradient; it must compute what ops.mean
-    # computes, values and gradients (input and every weight) alike.
-    import tensorflow as tf
-
-    assert keras_se.layers._tensorflow_cpu_only()
-    x = tf.constant(_input(rank, "channels_last", channels=32, seed=rank))
-    layer = SqueezeExcite(ratio=4, squeeze=squeeze, data_format="channels_last")
-    layer.build(x.shape)
-    layer.expand_bias.assign(np.linspace(-1, 1, 32).astype("float32"))
-
-    def run():
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = layer(x)
-            loss = tf.reduce_sum(y * tf.cos(tf.range(32, dtype="float32")))
-        return y, tape.gradient(loss, [x, *layer.trainable_variables])
-
-    pooled, pooled_grads = run()
-    ops_pooled = _squeeze_op_types(layer, x.shape)
-    grad_ops = _squeeze_op_types(layer, x.shape, gradient=True)
-    # The backward pass broadcasts the mean's gradient instead of AvgPoolGrad.
-    assert not any("PoolGrad" in t and "Avg" in t for t in grad_ops)
-    if "avg" in squeeze:
-        assert "BroadcastTo" in grad_ops
-    monkeypatch.setattr(keras_se.layers, "_CPU_ONLY", False)
-    reduced, reduced_grads = run()
-    ops_reduced = _squeeze_op_types(layer, x.shape)
-
-    pool = "AvgPool3D" if rank == 5 else "AvgPool"
-    if "avg" in squeeze:
-        assert pool in ops_pooled and "Mean" not in ops_pooled
-    assert "Mean" not in ops_pooled or squeeze == "max"
-    assert "Max" in ops_pooled if "max" in squeeze else "Max" not in ops_pooled
-    assert not any("Pool" in t for t in ops_reduced)
-    assert ("Mean" in ops_reduced) == ("avg" in squeeze)
-    np.testing.assert_allclose(_np(pooled), _np(reduced), rtol=1e-6, atol=1e-6)
-    assert len(pooled_grads) == 5  # the input and four weights
-    for a, b in zip(pooled_grads, reduced_grads):
-        np.testing.assert_allclose(_np(a), _np(b), rtol=1e-5, atol=1e-6)
-
-
-def test_squeeze_falls_back_to_mean_for_unknown_sizes_batch_1_and_channels_first():
-    layer = SqueezeExcite(ratio=4, data_format="channels_last")
-    layer.build((None, None, None, 16))
-    types = _squeeze_op_types(layer, (2, None, None, 16))
-    assert "Mean" in types and "AvgPool" not in types
-    x = _input(4, "channels_last", channels=16)
-    np.testing.assert_allclose(_np(layer(x)), se_reference(x, layer)[0], atol=1e-5)
-
-    # A static batch of 1 (single-image serving) keeps the mean; an unknown
-    # batch takes the pool.
-    assert "Mean" in _squeeze_op_types(layer, (1, 5, 4, 16))
-    assert "AvgPool" in _squeeze_op_types(layer, (None, 5, 4, 16))
-
-    first = SqueezeExcite(ratio=4, data_format="channels_first")
-    types = _squeeze_op_types(first, (2, 16, 5, 4))
-    assert "Mean" in types and "AvgPool" not in types
-
-
-@pytest.mark.parametrize("squeeze", SQUEEZES)
-def test_squeeze_under_xla_matches_eager(squeeze):
-    import tensorflow as tf
-
-    x = tf.constant(_input(4, "channels_last", channels=32, batch=3))
-    layer = SqueezeExcite(ratio=4, squeeze=squeeze, data_format="channels_last")
-    eager = _np(layer(x))
-    xla = _np(tf.function(layer, jit_compile=True)(x))
-    np.testing.assert_allclose(xla, eager, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(eager, se_reference(_np(x), layer)[0], atol=1e-5)
-
-
-def test_fit_under_xla_matches_graph_mode():
-    # The pooled squeeze's custom gradient must also compile under XLA
-    # (`jit_compile=True`, Keras's default on a GPU) and train the same.
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(16, 8, 8, 16)).astype("float32")
-    y = rng.normal(size=(16, 8, 8, 16)).astype("float32")
-    weights = {}
-    for jit in (False, True):
-        keras.utils.set_random_seed(0)
-        model = keras.Sequential([keras.Input((8, 8, 16)), SqueezeExcite(ratio=4)])
-        start = [w.copy() for w in model.get_weights()]
-        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", jit_compile=jit)
-        model.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
-        weights[jit] = model.get_weights()
-        assert all(np.abs(a - b).max() > 1e-4 for a, b in zip(weights[jit], start))
-    for a, b in zip(weights[False], weights[True]):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
