@@ -1,9 +1,10 @@
-"""Fine-tuning retrofitted models: freezing, a new head, resumable training, records.
+"""Fine-tuning retrofitted models: resumable training, distributed, with records.
 
 The standard first phase of transfer learning after `add_se_blocks`: freeze
 the pretrained backbone, train only the new SE blocks and a new classifier
-head (`freeze_backbone`), then optionally unfreeze everything at a lower
-learning rate. `finetune` runs `model.fit` with Keras's `BackupAndRestore`, so
+head (`freeze_backbone`, `add_classifier_head`: `keras_se.transfer`, re-exported
+here), then optionally unfreeze everything at a lower learning rate.
+`finetune` runs `model.fit` with Keras's `BackupAndRestore`, so
 an interrupted run (Ctrl-C, `kill -9`, a preempted machine) continues from the
 last completed epoch when it is started again with the same `backup_dir`, and
 it keeps the complete history across such restarts.
@@ -12,28 +13,42 @@ Distribution: `finetune(..., strategy="mirrored")` trains with
 `tf.distribute.MirroredStrategy` over every GPU (or every logical CPU device
 when there is no GPU); `strategy="multiworker"` with
 `tf.distribute.MultiWorkerMirroredStrategy`, configured by the `TF_CONFIG`
-environment variable. Build the model inside the strategy's scope by passing a
-function that returns it instead of the model.
+environment variable (`keras_se.distribute`). Build the model inside the
+strategy's scope by passing a function that returns it instead of the model.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_se.layers import SqueezeExcite
+from keras_se._files import read_json, write_json
+from keras_se.distribute import (  # noqa: F401  (STRATEGIES, is_chief: re-exported)
+    STRATEGIES,
+    is_chief,
+    make_strategy,
+    strategy_name,
+)
+from keras_se.transfer import (  # noqa: F401  (re-exported: the fine-tuning toolbox)
+    add_classifier_head,
+    count_params,
+    default_head,
+    freeze_backbone,
+    leaf_layers,
+    replace_head,
+    set_batchnorm_momentum,
+    unfreeze,
+)
 
 FREEZE_MODES = ("backbone", "none")
-STRATEGIES = ("default", "mirrored", "multiworker")
 SCHEDULES = ("cosine", "constant")
 
 _STATE_FILE = "finetune_state.json"
@@ -41,358 +56,8 @@ _BACKUP_SUBDIR = "backup"
 
 
 # --------------------------------------------------------------------------
-# Layers: walking, freezing, heads.
-# --------------------------------------------------------------------------
-def _is_container(layer) -> bool:
-    return isinstance(layer, keras.Model)
-
-
-def leaf_layers(model: keras.Model) -> Iterable[keras.layers.Layer]:
-    """Yields every layer of `model` that is not itself a model, depth first."""
-    for layer in model.layers:
-        if _is_container(layer):
-            yield from leaf_layers(layer)
-        else:
-            yield layer
-
-
-def default_head(model: keras.Model) -> list[str]:
-    """Names of the top-level layers after the last spatial feature map.
-
-    For `add_classifier_head`'s models that is `head_pool`, `head_dropout`
-    and `head`; for a `keras.applications` classifier, `avg_pool` and
-    `predictions`. These are the layers a new task trains from scratch.
-    """
-    names = []
-    for layer in reversed(model.layers):
-        if _is_container(layer) or isinstance(layer, keras.layers.InputLayer):
-            break
-        try:
-            shape = layer.output.shape
-        except (AttributeError, ValueError):
-            break
-        if len(shape) > 2:
-            break
-        names.append(layer.name)
-    return list(reversed(names))
-
-
-def freeze_backbone(
-    model: keras.Model,
-    *,
-    head: Sequence[str] | None = None,
-    train_batchnorm: bool = False,
-) -> keras.Model:
-    """Makes only the SE layers and the head of `model` trainable, in place.
-
-    Every `keras_se.SqueezeExcite` layer (in nested models too) and every
-    head layer stays trainable; every other layer is frozen. Frozen
-    `BatchNormalization` layers run in inference mode (Keras's rule for
-    `trainable=False`), the standard choice when fine-tuning on a small
-    dataset.
-
-    Args:
-        model: a Keras model, possibly nesting others.
-        head: names of the (top-level) head layers to keep trainable, or None
-            for `default_head(model)`: the layers after the last spatial
-            feature map. Defaults to `None`.
-        train_batchnorm: bool, also keep `BatchNormalization` layers
-            trainable. Defaults to `False`.
-
-    Returns:
-        `model`, for chaining.
-
-    Example:
-
-    >>> import keras, keras_se
-    >>> base = keras.applications.MobileNetV2(
-    ...     input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None)
-    >>> model = keras_se.add_classifier_head(
-    ...     keras_se.add_se_blocks(base, select="depthwise_relu$"), 5)
-    >>> model = keras_se.freeze_backbone(model)
-    >>> sorted({type(l).__name__ for l in model.layers if l.trainable
-    ...         and l.weights})
-    ['Dense', 'SqueezeExcite']
-    """
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"`model` must be a keras.Model. Received: model of type {type(model).__name__}")
-    if head is None:
-        head = default_head(model)
-    elif isinstance(head, str):
-        head = [head]
-    top_names = {layer.name for layer in model.layers}
-    unknown = [h for h in head if h not in top_names]
-    if unknown:
-        raise ValueError(
-            f"`head` names layers that are not in the model's top level: {unknown}. "
-            f"Received: head={list(head)!r}"
-        )
-    head = set(head)
-
-    def visit(container):
-        container.trainable = True  # sets every sub-layer; leaves are set below
-        for layer in container.layers:
-            if layer.name in head and container is model:
-                layer.trainable = True
-            elif _is_container(layer):
-                visit(layer)
-            elif isinstance(layer, SqueezeExcite):
-                layer.trainable = True
-            elif train_batchnorm and isinstance(layer, keras.layers.BatchNormalization):
-                layer.trainable = True
-            else:
-                layer.trainable = False
-
-    visit(model)
-    return model
-
-
-def unfreeze(model: keras.Model) -> keras.Model:
-    """Makes every layer of `model` (nested models too) trainable again, in place; returns it."""
-
-    def visit(container):
-        container.trainable = True
-        for layer in container.layers:
-            if _is_container(layer):
-                visit(layer)
-            else:
-                layer.trainable = True
-
-    visit(model)
-    return model
-
-
-def add_classifier_head(
-    backbone: keras.Model,
-    num_classes: int,
-    *,
-    dropout: float = 0.2,
-    activation: str | None = "softmax",
-    name: str | None = None,
-) -> keras.Model:
-    """A classifier: `backbone`, global average pooling, dropout, `Dense`.
-
-    The new layers are named `head_pool`, `head_dropout` and `head`. The
-    result is a flat Functional model (the backbone's layers are its own),
-    so `freeze_backbone` finds the SE layers directly.
-
-    Args:
-        backbone: a Functional model with one input and one output, a
-            feature map `(batch, h, w, c)` or a vector `(batch, c)`.
-        num_classes: int, at least 2.
-        dropout: float in [0, 1), the dropout rate before the classifier; 0
-            for none. Defaults to `0.2`.
-        activation: the classifier's activation. Defaults to `"softmax"`.
-        name: the model's name. Defaults to the backbone's.
-
-    Returns:
-        A new `keras.Model` sharing the backbone's layers and weights.
-    """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(
-            f"`num_classes` must be an int >= 2. Received: num_classes={num_classes!r}"
-        )
-    if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
-    if len(backbone.outputs) != 1:
-        raise ValueError(
-            "`backbone` must have exactly one output. "
-            f"Received: backbone with {len(backbone.outputs)} outputs"
-        )
-    x = backbone.outputs[0]
-    if len(x.shape) == 4:
-        x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
-    elif len(x.shape) != 2:
-        raise ValueError(
-            "`backbone` must output a feature map (batch, h, w, c) or a vector "
-            f"(batch, c). Received: output shape {tuple(x.shape)}"
-        )
-    if dropout:
-        x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-    x = keras.layers.Dense(num_classes, activation=activation, name="head")(x)
-    # A single input stays a single tensor (not a one-element list), so that
-    # the exported `serve` signature takes a tensor.
-    inputs = backbone.inputs[0] if len(backbone.inputs) == 1 else backbone.inputs
-    return keras.Model(inputs, x, name=name or backbone.name)
-
-
-def replace_head(
-    model: keras.Model, num_classes: int, *, activation: str | None = None
-) -> keras.Model:
-    """Replaces the last `Dense` classifier of `model` by a new one.
-
-    Everything up to the classifier's input is kept (with its weights); the
-    layers after the last top-level `Dense` (an `Activation`, say) go. The
-    new layer is named `head`; its activation defaults to the old one's.
-
-    Args:
-        model: a Functional or Sequential classifier whose last weighted
-            top-level layer is a `Dense`.
-        num_classes: int, at least 2.
-        activation: the new classifier's activation, or None for the old
-            one's. Defaults to `None`.
-
-    Returns:
-        A new `keras.Model`.
-    """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(
-            f"`num_classes` must be an int >= 2. Received: num_classes={num_classes!r}"
-        )
-    dense = next((la for la in reversed(model.layers) if isinstance(la, keras.layers.Dense)), None)
-    if dense is None:
-        raise ValueError(
-            "`model` has no top-level Dense classifier to replace. "
-            f"Received: model={model.name!r}"
-        )
-    if activation is None:
-        activation = keras.activations.serialize(dense.activation)
-        if isinstance(activation, dict):
-            activation = activation.get("config", {}).get("name", "linear")
-    x = dense.input
-    out = keras.layers.Dense(num_classes, activation=activation, name="head")(x)
-    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    return keras.Model(inputs, out, name=model.name)
-
-
-def set_batchnorm_momentum(model: keras.Model, momentum: float) -> int:
-    """Sets the moving-average momentum of every `BatchNormalization` layer.
-
-    `keras.applications` models use 0.999 (MobileNetV2) or 0.99: right for
-    long ImageNet schedules, far too slow for the few hundred steps of a
-    short from-scratch run, whose moving statistics would then still be
-    close to their initial values. 0.9 is the usual choice there.
-
-    Args:
-        model: a Keras model, possibly nesting others.
-        momentum: float in (0, 1).
-
-    Returns:
-        The number of layers changed.
-    """
-    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 < momentum < 1:
-        raise ValueError(f"`momentum` must be in (0, 1). Received: momentum={momentum!r}")
-    count = 0
-    for layer in leaf_layers(model):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = float(momentum)
-            count += 1
-    return count
-
-
-def count_params(model: keras.Model) -> dict[str, int]:
-    """`{"total": ..., "trainable": ..., "se": ...}` parameter counts of `model`."""
-    trainable = int(sum(np.prod(v.shape) for v in model.trainable_weights))
-    se = int(sum(la.count_params() for la in leaf_layers(model) if isinstance(la, SqueezeExcite)))
-    return {"total": int(model.count_params()), "trainable": trainable, "se": se}
-
-
-# --------------------------------------------------------------------------
-# Strategies.
-# --------------------------------------------------------------------------
-def _patch_multiworker_reduce(strategy):
-    """Works around keras-team/keras#20585 (Keras 3 fit under MultiWorkerMirroredStrategy).
-
-    Keras 3's TF trainer calls `strategy.reduce` on a whole `(x, y)` batch to
-    build the model symbolically, and with `axis=0` on scalar metric values;
-    `MultiWorkerMirroredStrategy` reduces only single values across workers
-    and rejects a reduction axis on scalars. This reduces leaf by leaf and
-    drops the axis for scalars: the same numbers, on every worker.
-    """
-    original = strategy.reduce
-
-    def reduce(reduce_op, value, axis=None):
-        def one(v):
-            a = axis
-            if a is not None:
-                local = strategy.experimental_local_results(v)[0]
-                if getattr(local.shape, "rank", None) == 0:
-                    a = None
-            return original(reduce_op, v, axis=a)
-
-        return tf.nest.map_structure(one, value)
-
-    strategy.reduce = reduce
-    return strategy
-
-
-def make_strategy(name: str = "default") -> tf.distribute.Strategy:
-    """Creates the `tf.distribute` strategy `name`.
-
-    Args:
-        name: `"default"` (no distribution), `"mirrored"`
-            (`MirroredStrategy` over every GPU, or over every logical CPU
-            device when there is no GPU) or `"multiworker"`
-            (`MultiWorkerMirroredStrategy` configured by `TF_CONFIG`; create
-            it before any other TensorFlow work in the process).
-
-    Returns:
-        A `tf.distribute.Strategy`.
-    """
-    if name not in STRATEGIES:
-        raise ValueError(
-            f"`strategy` must be one of {', '.join(repr(s) for s in STRATEGIES)}. "
-            f"Received: strategy={name!r}"
-        )
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        gpus = tf.config.list_logical_devices("GPU")
-        if gpus:
-            return tf.distribute.MirroredStrategy()
-        cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(
-            devices=cpus, cross_device_ops=tf.distribute.ReductionToOneDevice()
-        )
-    tf_config = os.environ.get("TF_CONFIG")
-    if tf_config:
-        try:
-            cluster = json.loads(tf_config)
-            cluster["cluster"]["worker"], cluster["task"]["index"]  # noqa: B018
-        except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(
-                "`strategy='multiworker'` needs TF_CONFIG to be JSON with "
-                '{"cluster": {"worker": [...]}, "task": {"type": "worker", "index": i}}. '
-                f"Received: TF_CONFIG={tf_config!r}"
-            ) from e
-    return _patch_multiworker_reduce(tf.distribute.MultiWorkerMirroredStrategy())
-
-
-def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
-    """Whether this process writes the results: True unless it is a non-chief worker."""
-    resolver = getattr(getattr(strategy, "cluster_resolver", None), "task_type", None)
-    if strategy is None or resolver is None:
-        tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-        task = tf_config.get("task", {})
-        task_type, task_id = task.get("type"), task.get("index", 0)
-        cluster = tf_config.get("cluster", {})
-    else:
-        task_type = strategy.cluster_resolver.task_type
-        task_id = strategy.cluster_resolver.task_id
-        cluster = strategy.cluster_resolver.cluster_spec().as_dict()
-    if task_type in (None, "chief"):
-        return True
-    return task_type == "worker" and task_id == 0 and "chief" not in cluster
-
-
-# --------------------------------------------------------------------------
 # Training.
 # --------------------------------------------------------------------------
-def _write_json_atomic(path, obj):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-
-
-def _read_json(path, default=None):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return default
-
-
 class _EpochLog(keras.callbacks.Callback):
     """Records every finished epoch's logs in the state file (survives restarts)."""
 
@@ -404,7 +69,7 @@ class _EpochLog(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         entry = {k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0}
         self.state.setdefault("epochs", {})[str(epoch + 1)] = entry
-        _write_json_atomic(self.state_path, self.state)
+        write_json(self.state_path, self.state)
 
 
 @dataclasses.dataclass
@@ -579,11 +244,11 @@ def finetune(
     if backup_dir is not None:
         os.makedirs(backup_dir, exist_ok=True)
         state_path = os.path.join(backup_dir, _STATE_FILE)
-        state = _read_json(state_path, {}) or {}
+        state = read_json(state_path, {}) or {}
     backup = os.path.join(backup_dir, _BACKUP_SUBDIR) if backup_dir else None
     done = 0
     if backup:
-        meta = _read_json(os.path.join(backup, "training_metadata.json"), {}) or {}
+        meta = read_json(os.path.join(backup, "training_metadata.json"), {}) or {}
         done = int(meta.get("epoch", 0))
     if state is not None and done == 0:
         state.pop("epochs", None)  # nothing was backed up: start the record afresh
@@ -620,7 +285,7 @@ def finetune(
             before = _evaluate(model, validation_data, validation_steps)
             if state is not None:
                 state["before"] = before
-                _write_json_atomic(state_path, state)
+                write_json(state_path, state)
 
     cbs = list(callbacks)
     if backup:
@@ -672,19 +337,10 @@ def finetune(
         before=before,
         after=after,
         params=count_params(model),
-        strategy=_strategy_name(strategy),
+        strategy=strategy_name(strategy),
         num_replicas=int(strategy.num_replicas_in_sync),
         seconds=seconds,
     )
-
-
-def _strategy_name(strategy):
-    # tf.distribute.MultiWorkerMirroredStrategy's class is CollectiveAllReduceStrategy.
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return "MultiWorkerMirroredStrategy"
-    if isinstance(strategy, tf.distribute.MirroredStrategy):
-        return "MirroredStrategy"
-    return type(strategy).__name__.lstrip("_")
 
 
 def _cardinality(dataset):
@@ -750,10 +406,10 @@ def write_records(result: FinetuneResult, out_dir: str, extra: dict | None = Non
         "metrics": os.path.join(out_dir, "metrics.json"),
         "curves": os.path.join(out_dir, "curves.png"),
     }
-    _write_json_atomic(paths["history"], result.history)
+    write_json(paths["history"], result.history)
     metrics = result.metrics()
     if extra:
         metrics.update(extra)
-    _write_json_atomic(paths["metrics"], metrics)
+    write_json(paths["metrics"], metrics)
     plot_history(result.history, paths["curves"], title=(extra or {}).get("model"))
     return paths

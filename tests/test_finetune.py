@@ -1,4 +1,4 @@
-"""keras_se.finetune: freezing, heads, resumable training, records."""
+"""keras_se.finetune: resumable training, before/after metrics, records."""
 
 import json
 import os
@@ -32,95 +32,6 @@ def _data(n=48, size=16, num_classes=3, batch=8, seed=0):
     y = np.arange(n) % num_classes
     x = rng.normal(0, 1, (n, size, size, 3)).astype("float32") + y[:, None, None, None]
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
-
-
-# ------------------------------------------------------------------- freezing
-def test_freeze_backbone_trains_only_se_and_head():
-    model = F.freeze_backbone(_se_classifier())
-    trainable = {la.name for la in model.layers if la.trainable and la.weights}
-    assert trainable == {"r1_se", "r2_se", "head"}
-    se_and_head = sum(
-        la.count_params() for la in model.layers if la.name in {"r1_se", "r2_se", "head"}
-    )
-    assert sum(int(np.prod(v.shape)) for v in model.trainable_weights) == se_and_head
-    assert not model.get_layer("bn1").trainable
-    assert F.default_head(model) == ["head_pool", "head_dropout", "head"]
-
-
-def test_freeze_backbone_reaches_into_nested_models():
-    inner = keras_se.add_se_blocks(_backbone())
-    model = keras.Sequential(
-        [keras.Input((16, 16, 3)), inner, keras.layers.GlobalAveragePooling2D(),
-         keras.layers.Dense(3, name="cls")]
-    )
-    F.freeze_backbone(model)
-    names = {v.path.split("/")[-2] for v in model.trainable_variables}
-    assert names == {"r1_se", "r2_se", "cls"}
-    F.unfreeze(model)
-    assert len(model.trainable_variables) == len(model.variables) - 4  # BN moving stats
-
-
-def test_freeze_backbone_options_and_errors():
-    model = F.freeze_backbone(_se_classifier(), train_batchnorm=True)
-    assert model.get_layer("bn1").trainable and not model.get_layer("c1").trainable
-    model = F.freeze_backbone(_se_classifier(), head=["head"])
-    assert model.get_layer("head").trainable
-    with pytest.raises(ValueError, match=r"`head` names layers .*\['nope'\].*Received: head=\['nope'\]"):
-        F.freeze_backbone(_se_classifier(), head=["nope"])
-    with pytest.raises(TypeError, match=r"`model` must be a keras.Model. Received: model of type int"):
-        F.freeze_backbone(3)
-
-
-def test_frozen_backbone_weights_do_not_move_in_training():
-    model = _se_classifier()
-    before = {v.path: v.numpy().copy() for v in model.weights}
-    F.finetune(model, _data(), epochs=1, learning_rate=0.05, verbose=0, freeze="backbone")
-    after = {v.path: v.numpy() for v in model.weights}
-    moved = {p for p, w in before.items() if not np.array_equal(w, after[p])}
-    assert {p.split("/")[0] for p in moved} == {"r1_se", "r2_se", "head"}
-
-
-# ---------------------------------------------------------------------- heads
-def test_add_classifier_head_single_tensor_input_and_errors():
-    model = _se_classifier(4)
-    assert isinstance(model.input, keras.KerasTensor)  # not a one-element list
-    assert model.output.shape == (None, 4)
-    probs = model(np.zeros((2, 16, 16, 3), "float32"))
-    np.testing.assert_allclose(np.sum(probs, axis=-1), 1.0, rtol=1e-6)
-    with pytest.raises(ValueError, match=r"`num_classes` must be an int >= 2. Received: num_classes=1"):
-        F.add_classifier_head(_backbone(), 1)
-    with pytest.raises(ValueError, match=r"`dropout` must be in \[0, 1\). Received: dropout=1.5"):
-        F.add_classifier_head(_backbone(), 3, dropout=1.5)
-
-
-def test_replace_head_keeps_features_and_activation():
-    old = _se_classifier(3)
-    new = F.replace_head(old, 5)
-    assert new.output.shape == (None, 5)
-    assert new.get_layer("head").activation.__name__ == "softmax"
-    x = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype("float32")
-    feats_old = keras.Model(old.input, old.get_layer("head_pool").output)(x)
-    feats_new = keras.Model(new.input, new.get_layer("head_pool").output)(x)
-    np.testing.assert_allclose(feats_old, feats_new)
-    with pytest.raises(ValueError, match=r"no top-level Dense classifier"):
-        F.replace_head(_backbone(), 3)
-
-
-def test_set_batchnorm_momentum():
-    model = _se_classifier()
-    assert F.set_batchnorm_momentum(model, 0.9) == 2
-    assert model.get_layer("bn1").momentum == 0.9
-    with pytest.raises(ValueError, match=r"`momentum` must be in \(0, 1\). Received: momentum=1"):
-        F.set_batchnorm_momentum(model, 1)
-
-
-def test_count_params():
-    model = F.freeze_backbone(_se_classifier())
-    counts = F.count_params(model)
-    se = model.get_layer("r1_se").count_params() + model.get_layer("r2_se").count_params()
-    assert counts["se"] == se
-    assert counts["trainable"] == se + model.get_layer("head").count_params()
-    assert counts["total"] == model.count_params()
 
 
 # ------------------------------------------------------------------- training
@@ -180,29 +91,6 @@ def test_finetune_argument_errors():
         F.finetune(3, data)
 
 
-def test_model_built_outside_a_strategy_scope_is_refused():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
-    with pytest.raises(ValueError, match=r"pass a function that builds the model"):
-        F.finetune(_se_classifier(), _data(), strategy=strategy, epochs=1)
-
-
-def test_is_chief(monkeypatch):
-    monkeypatch.delenv("TF_CONFIG", raising=False)
-    assert F.is_chief()
-    cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
-    assert not F.is_chief()
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
-    assert F.is_chief()
-
-
-def test_multiworker_needs_a_valid_tf_config(monkeypatch):
-    monkeypatch.setenv("TF_CONFIG", "{not json")
-    with pytest.raises(ValueError, match=r"needs TF_CONFIG to be JSON .*Received: TF_CONFIG="):
-        F.make_strategy("multiworker")
-
-
-# -------------------------------------------------------------------- records
 def test_write_records(tmp_path):
     result = F.finetune(_se_classifier(), _data(), _data(seed=1), epochs=2, verbose=0)
     paths = F.write_records(result, str(tmp_path), {"model": "tiny"})
@@ -216,16 +104,3 @@ def test_write_records(tmp_path):
     png = matplotlib.image.imread(paths["curves"])
     assert png.shape[0] == 360 and png.shape[1] == 900  # 9 x 3.6 inches at 100 dpi
     assert png[..., :3].std() > 0.05  # not a blank canvas
-
-
-def test_docstring_examples_are_true():
-    import doctest
-
-    finder = doctest.DocTestFinder()
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
-    tests = [t for t in finder.find(F) if t.examples]
-    assert "keras_se.finetune.freeze_backbone" in {t.name for t in tests}
-    for test in tests:
-        runner.run(test)
-    results = runner.summarize(verbose=False)
-    assert results.attempted >= 4 and results.failed == 0
