@@ -42,7 +42,13 @@ Reference:
     - [Hu et al., 2018, Squeeze-and-Excitation Networks](https://arxiv.org/abs/1709.01507)
 """
 
-from keras_se.applications._builder import Family, holds_se_weights
+from keras_se.applications._builder import (
+    DEFAULT_INPUT_SIZES,
+    Family,
+    canonical_name,
+    default_input_size,
+    holds_se_weights,
+)
 from keras_se.applications.convnext import (
     SEConvNeXtBase,
     SEConvNeXtLarge,
@@ -71,6 +77,7 @@ from keras_se.applications.xception import SEXception
 
 __all__ = [
     "ALREADY_SE",
+    "DEFAULT_INPUT_SIZES",
     "Family",
     "ModelInfo",
     "SEConvNeXtBase",
@@ -96,6 +103,8 @@ __all__ = [
     "SEVGG16",
     "SEVGG19",
     "SEXception",
+    "canonical_name",
+    "default_input_size",
     "get_model",
     "holds_se_weights",
     "list_models",

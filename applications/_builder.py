@@ -13,6 +13,8 @@ import dataclasses
 import inspect
 import json
 import os
+import re
+import sys
 import textwrap
 import zipfile
 from collections.abc import Callable, Sequence
@@ -26,17 +28,40 @@ import keras_se
 
 #: Options of `keras_se.SqueezeExcite` a constructor accepts through `**se_options`
 #: (`ratio`, `squeeze`, `gate` and `init` have their own arguments).
-SE_OPTIONS = (
-    "units",
-    "min_units",
-    "divisor",
-    "activation",
-    "use_bias",
-    "kernel_initializer",
-    "bias_initializer",
-    "kernel_regularizer",
-    "bias_regularizer",
-)
+SE_OPTIONS = tuple(o for o in keras_se.layers.SE_OPTIONS if o not in ("squeeze", "gate"))
+
+#: The default (ImageNet) input size of the `keras.applications` models that do not
+#: take 224x224 images.
+DEFAULT_INPUT_SIZES = {
+    "InceptionV3": 299,
+    "InceptionResNetV2": 299,
+    "Xception": 299,
+    "NASNetLarge": 331,
+    "EfficientNetB1": 240,
+    "EfficientNetB2": 260,
+    "EfficientNetB3": 300,
+    "EfficientNetB4": 380,
+    "EfficientNetB5": 456,
+    "EfficientNetB6": 528,
+    "EfficientNetB7": 600,
+    "EfficientNetV2B1": 240,
+    "EfficientNetV2B2": 260,
+    "EfficientNetV2B3": 300,
+    "EfficientNetV2S": 384,
+    "EfficientNetV2M": 480,
+    "EfficientNetV2L": 480,
+}
+
+
+def default_input_size(base_name: str) -> int:
+    """The default input size of the `keras.applications` model `base_name`."""
+    return DEFAULT_INPUT_SIZES.get(base_name, 224)
+
+
+def canonical_name(name: str) -> str:
+    """A model name with case, spaces, `_`, `-` and `.` ignored: `se_resnet50` ->
+    `seresnet50`. The one rule by which names are matched (zoo and command line)."""
+    return re.sub(r"[\s_\-.]", "", name).lower()
 
 #: The types of the constructors' `weights`, `ratio` and `select` arguments.
 Weights = str | os.PathLike | None
@@ -370,3 +395,54 @@ def se_docstring(constructor: Callable, base_name: str, family: Family, *, modul
         module=module,
         reference=reference,
     )
+
+
+# ----------------------------------------------------------------------- zoo entries
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """One SE model of the zoo.
+
+    Attributes:
+        name: the constructor's name, e.g. `"SEResNet50"`.
+        constructor: the constructor, e.g. `keras_se.applications.SEResNet50`.
+        base: the name of the `keras.applications` constructor it wraps.
+        module: the `keras_se.applications` module that holds the constructor,
+            its `preprocess_input` and `decode_predictions`.
+        family: the `Family`, with the default placement and its rationale.
+        se_blocks: the number of SE blocks at the default input size.
+        default_size: the default (ImageNet) input size of the base model.
+    """
+
+    name: str
+    constructor: Callable[..., keras.Model]
+    base: str
+    module: ModuleType
+    family: Family
+    se_blocks: int
+    default_size: int
+
+    @property
+    def preprocess_input(self) -> Callable:
+        """The base family's `preprocess_input`."""
+        return self.module.preprocess_input
+
+    @property
+    def decode_predictions(self) -> Callable:
+        """The base family's `decode_predictions`."""
+        return self.module.decode_predictions
+
+
+def zoo_entry(constructor: Callable, base: str, *, se_blocks: int, reference: str) -> ModelInfo:
+    """Declares an SE constructor: writes its docstring and returns its `ModelInfo`.
+
+    Called at the bottom of each family module, whose `FAMILY` it reads; the
+    registry collects the family modules' `MODELS` lists.
+    """
+    module = sys.modules[constructor.__module__]
+    family = module.FAMILY
+    constructor.__doc__ = se_docstring(
+        constructor, base, family, module=module.__name__.rsplit(".", 1)[-1],
+        n_sites=se_blocks, reference=reference,
+    )
+    return ModelInfo(constructor.__name__, constructor, base, module, family, se_blocks,
+                     default_input_size(base))

@@ -11,7 +11,7 @@ from keras_se.applications._builder import (
     Select,
     Weights,
     build_se_model,
-    se_docstring,
+    zoo_entry,
 )
 
 preprocess_input = keras.applications.convnext.preprocess_input
@@ -148,13 +148,11 @@ def SEConvNeXtXLarge(
     return build_se_model(keras.applications.ConvNeXtXLarge, FAMILY, **locals())
 
 
-for _fn, _base, _n in (
-    (SEConvNeXtTiny, "ConvNeXtTiny", 18),
-    (SEConvNeXtSmall, "ConvNeXtSmall", 36),
-    (SEConvNeXtBase, "ConvNeXtBase", 36),
-    (SEConvNeXtLarge, "ConvNeXtLarge", 36),
-    (SEConvNeXtXLarge, "ConvNeXtXLarge", 36),
-):
-    _fn.__doc__ = se_docstring(_fn, _base, FAMILY, module="convnext", n_sites=_n,
-                               reference=_REFERENCE)
-del _fn, _base, _n
+#: The zoo's entries for this family (read by `registry`), with their docstrings.
+MODELS = [
+    zoo_entry(SEConvNeXtTiny, "ConvNeXtTiny", se_blocks=18, reference=_REFERENCE),
+    zoo_entry(SEConvNeXtSmall, "ConvNeXtSmall", se_blocks=36, reference=_REFERENCE),
+    zoo_entry(SEConvNeXtBase, "ConvNeXtBase", se_blocks=36, reference=_REFERENCE),
+    zoo_entry(SEConvNeXtLarge, "ConvNeXtLarge", se_blocks=36, reference=_REFERENCE),
+    zoo_entry(SEConvNeXtXLarge, "ConvNeXtXLarge", se_blocks=36, reference=_REFERENCE),
+]

@@ -11,7 +11,7 @@ from keras_se.applications._builder import (
     Select,
     Weights,
     build_se_model,
-    se_docstring,
+    zoo_entry,
 )
 
 preprocess_input = keras.applications.densenet.preprocess_input
@@ -101,9 +101,9 @@ def SEDenseNet201(
     return build_se_model(keras.applications.DenseNet201, FAMILY, **locals())
 
 
-SEDenseNet121.__doc__ = se_docstring(SEDenseNet121, "DenseNet121", FAMILY, module="densenet",
-                                     n_sites=59, reference=_REFERENCE)
-SEDenseNet169.__doc__ = se_docstring(SEDenseNet169, "DenseNet169", FAMILY, module="densenet",
-                                     n_sites=83, reference=_REFERENCE)
-SEDenseNet201.__doc__ = se_docstring(SEDenseNet201, "DenseNet201", FAMILY, module="densenet",
-                                     n_sites=99, reference=_REFERENCE)
+#: The zoo's entries for this family (read by `registry`), with their docstrings.
+MODELS = [
+    zoo_entry(SEDenseNet121, "DenseNet121", se_blocks=59, reference=_REFERENCE),
+    zoo_entry(SEDenseNet169, "DenseNet169", se_blocks=83, reference=_REFERENCE),
+    zoo_entry(SEDenseNet201, "DenseNet201", se_blocks=99, reference=_REFERENCE),
+]

@@ -11,7 +11,7 @@ from keras_se.applications._builder import (
     Select,
     Weights,
     build_se_model,
-    se_docstring,
+    zoo_entry,
 )
 
 preprocess_input = keras.applications.inception_resnet_v2.preprocess_input
@@ -56,6 +56,7 @@ def SEInceptionResNetV2(
     return build_se_model(keras.applications.InceptionResNetV2, FAMILY, **locals())
 
 
-SEInceptionResNetV2.__doc__ = se_docstring(SEInceptionResNetV2, "InceptionResNetV2", FAMILY,
-                                           module="inception_resnet_v2", n_sites=40,
-                                           reference=_REFERENCE)
+#: The zoo's entries for this family (read by `registry`), with their docstrings.
+MODELS = [
+    zoo_entry(SEInceptionResNetV2, "InceptionResNetV2", se_blocks=40, reference=_REFERENCE),
+]

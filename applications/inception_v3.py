@@ -11,7 +11,7 @@ from keras_se.applications._builder import (
     Select,
     Weights,
     build_se_model,
-    se_docstring,
+    zoo_entry,
 )
 
 preprocess_input = keras.applications.inception_v3.preprocess_input
@@ -56,6 +56,7 @@ def SEInceptionV3(
     return build_se_model(keras.applications.InceptionV3, FAMILY, **locals())
 
 
-SEInceptionV3.__doc__ = se_docstring(SEInceptionV3, "InceptionV3", FAMILY,
-                                     module="inception_v3", n_sites=11,
-                                     reference=_REFERENCE)
+#: The zoo's entries for this family (read by `registry`), with their docstrings.
+MODELS = [
+    zoo_entry(SEInceptionV3, "InceptionV3", se_blocks=11, reference=_REFERENCE),
+]

@@ -11,7 +11,7 @@ from keras_se.applications._builder import (
     Select,
     Weights,
     build_se_model,
-    se_docstring,
+    zoo_entry,
 )
 
 preprocess_input = keras.applications.mobilenet.preprocess_input
@@ -58,5 +58,7 @@ def SEMobileNet(
     return build_se_model(keras.applications.MobileNet, FAMILY, **locals())
 
 
-SEMobileNet.__doc__ = se_docstring(SEMobileNet, "MobileNet", FAMILY, module="mobilenet",
-                                   n_sites=13, reference=_REFERENCE)
+#: The zoo's entries for this family (read by `registry`), with their docstrings.
+MODELS = [
+    zoo_entry(SEMobileNet, "MobileNet", se_blocks=13, reference=_REFERENCE),
+]

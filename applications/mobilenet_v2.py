@@ -11,7 +11,7 @@ from keras_se.applications._builder import (
     Select,
     Weights,
     build_se_model,
-    se_docstring,
+    zoo_entry,
 )
 
 preprocess_input = keras.applications.mobilenet_v2.preprocess_input
@@ -60,6 +60,7 @@ def SEMobileNetV2(
     return build_se_model(keras.applications.MobileNetV2, FAMILY, **locals())
 
 
-SEMobileNetV2.__doc__ = se_docstring(SEMobileNetV2, "MobileNetV2", FAMILY,
-                                     module="mobilenet_v2", n_sites=17,
-                                     reference=_REFERENCE)
+#: The zoo's entries for this family (read by `registry`), with their docstrings.
+MODELS = [
+    zoo_entry(SEMobileNetV2, "MobileNetV2", se_blocks=17, reference=_REFERENCE),
+]

@@ -11,7 +11,7 @@ from keras_se.applications._builder import (
     Select,
     Weights,
     build_se_model,
-    se_docstring,
+    zoo_entry,
 )
 
 preprocess_input = keras.applications.nasnet.preprocess_input
@@ -80,7 +80,8 @@ def SENASNetLarge(
     return build_se_model(keras.applications.NASNetLarge, FAMILY, **locals())
 
 
-SENASNetMobile.__doc__ = se_docstring(SENASNetMobile, "NASNetMobile", FAMILY, module="nasnet",
-                                      n_sites=16, reference=_REFERENCE)
-SENASNetLarge.__doc__ = se_docstring(SENASNetLarge, "NASNetLarge", FAMILY, module="nasnet",
-                                     n_sites=22, reference=_REFERENCE)
+#: The zoo's entries for this family (read by `registry`), with their docstrings.
+MODELS = [
+    zoo_entry(SENASNetMobile, "NASNetMobile", se_blocks=16, reference=_REFERENCE),
+    zoo_entry(SENASNetLarge, "NASNetLarge", se_blocks=22, reference=_REFERENCE),
+]

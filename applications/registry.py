@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import re
-from collections.abc import Callable
-from types import ModuleType
 from typing import Any
 
 import keras
@@ -23,73 +19,21 @@ from keras_se.applications import (
     vgg19,
     xception,
 )
-from keras_se.applications._builder import Family
+from keras_se.applications._builder import ModelInfo, canonical_name
 
-
-@dataclasses.dataclass(frozen=True)
-class ModelInfo:
-    """One SE model of the zoo.
-
-    Attributes:
-        name: the constructor's name, e.g. `"SEResNet50"`.
-        constructor: the constructor, e.g. `keras_se.applications.SEResNet50`.
-        base: the name of the `keras.applications` constructor it wraps.
-        module: the `keras_se.applications` module that holds the constructor,
-            its `preprocess_input` and `decode_predictions`.
-        family: the `Family`, with the default placement and its rationale.
-        se_blocks: the number of SE blocks at the default input size.
-        default_size: the default (ImageNet) input size of the base model.
-    """
-
-    name: str
-    constructor: Callable[..., keras.Model]
-    base: str
-    module: ModuleType
-    family: Family
-    se_blocks: int
-    default_size: int
-
-    @property
-    def preprocess_input(self) -> Callable:
-        """The base family's `preprocess_input`."""
-        return self.module.preprocess_input
-
-    @property
-    def decode_predictions(self) -> Callable:
-        """The base family's `decode_predictions`."""
-        return self.module.decode_predictions
-
-
-def _info(constructor, base, module, se_blocks, default_size=224):
-    return ModelInfo(constructor.__name__, constructor, base, module, module.FAMILY,
-                     se_blocks, default_size)
-
-
-_MODELS = [
-    _info(resnet.SEResNet50, "ResNet50", resnet, 16),
-    _info(resnet.SEResNet101, "ResNet101", resnet, 33),
-    _info(resnet.SEResNet152, "ResNet152", resnet, 50),
-    _info(resnet_v2.SEResNet50V2, "ResNet50V2", resnet_v2, 16),
-    _info(resnet_v2.SEResNet101V2, "ResNet101V2", resnet_v2, 33),
-    _info(resnet_v2.SEResNet152V2, "ResNet152V2", resnet_v2, 50),
-    _info(vgg16.SEVGG16, "VGG16", vgg16, 13),
-    _info(vgg19.SEVGG19, "VGG19", vgg19, 16),
-    _info(mobilenet.SEMobileNet, "MobileNet", mobilenet, 13),
-    _info(mobilenet_v2.SEMobileNetV2, "MobileNetV2", mobilenet_v2, 17),
-    _info(inception_v3.SEInceptionV3, "InceptionV3", inception_v3, 11, 299),
-    _info(inception_resnet_v2.SEInceptionResNetV2, "InceptionResNetV2",
-          inception_resnet_v2, 40, 299),
-    _info(xception.SEXception, "Xception", xception, 12, 299),
-    _info(densenet.SEDenseNet121, "DenseNet121", densenet, 59),
-    _info(densenet.SEDenseNet169, "DenseNet169", densenet, 83),
-    _info(densenet.SEDenseNet201, "DenseNet201", densenet, 99),
-    _info(nasnet.SENASNetMobile, "NASNetMobile", nasnet, 16),
-    _info(nasnet.SENASNetLarge, "NASNetLarge", nasnet, 22, 331),
-    _info(convnext.SEConvNeXtTiny, "ConvNeXtTiny", convnext, 18),
-    _info(convnext.SEConvNeXtSmall, "ConvNeXtSmall", convnext, 36),
-    _info(convnext.SEConvNeXtBase, "ConvNeXtBase", convnext, 36),
-    _info(convnext.SEConvNeXtLarge, "ConvNeXtLarge", convnext, 36),
-    _info(convnext.SEConvNeXtXLarge, "ConvNeXtXLarge", convnext, 36),
+_MODELS: list[ModelInfo] = [
+    *resnet.MODELS,
+    *resnet_v2.MODELS,
+    *vgg16.MODELS,
+    *vgg19.MODELS,
+    *mobilenet.MODELS,
+    *mobilenet_v2.MODELS,
+    *inception_v3.MODELS,
+    *inception_resnet_v2.MODELS,
+    *xception.MODELS,
+    *densenet.MODELS,
+    *nasnet.MODELS,
+    *convnext.MODELS,
 ]
 
 #: keras.applications families that already carry SE blocks: no SE variant.
@@ -100,14 +44,10 @@ ALREADY_SE = {
 }
 
 
-def _key(name: str) -> str:
-    return re.sub(r"[\s_\-.]", "", name).lower()
-
-
 _BY_KEY: dict[str, ModelInfo] = {}
 for _m in _MODELS:
-    _BY_KEY[_key(_m.name)] = _m
-    _BY_KEY["se" + _key(_m.base)] = _m  # "se_resnet50", "se_resnet50_v2", ...
+    _BY_KEY[canonical_name(_m.name)] = _m
+    _BY_KEY["se" + canonical_name(_m.base)] = _m  # "se_resnet50", "se_resnet50_v2", ...
 del _m
 
 
@@ -144,12 +84,12 @@ def model_info(model_name: str) -> ModelInfo:
     if not isinstance(model_name, str):
         raise TypeError(
             f"`model_name` must be a string. Received: model_name={model_name!r}")
-    key = _key(model_name)
+    key = canonical_name(model_name)
     if key in _BY_KEY:
         return _BY_KEY[key]
     bare = key[2:] if key.startswith("se") else key
     for family, what in ALREADY_SE.items():
-        if bare.startswith(_key(family)):
+        if bare.startswith(canonical_name(family)):
             raise ValueError(
                 f"{family} already carries Squeeze-and-Excitation ({what}), so "
                 "keras_se.applications has no SE variant of it: use the "

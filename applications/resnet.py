@@ -11,7 +11,7 @@ from keras_se.applications._builder import (
     Select,
     Weights,
     build_se_model,
-    se_docstring,
+    zoo_entry,
 )
 
 preprocess_input = keras.applications.resnet.preprocess_input
@@ -96,9 +96,9 @@ def SEResNet152(
     return build_se_model(keras.applications.ResNet152, FAMILY, **locals())
 
 
-SEResNet50.__doc__ = se_docstring(SEResNet50, "ResNet50", FAMILY, module="resnet",
-                                  n_sites=16, reference=_REFERENCE)
-SEResNet101.__doc__ = se_docstring(SEResNet101, "ResNet101", FAMILY, module="resnet",
-                                   n_sites=33, reference=_REFERENCE)
-SEResNet152.__doc__ = se_docstring(SEResNet152, "ResNet152", FAMILY, module="resnet",
-                                   n_sites=50, reference=_REFERENCE)
+#: The zoo's entries for this family (read by `registry`), with their docstrings.
+MODELS = [
+    zoo_entry(SEResNet50, "ResNet50", se_blocks=16, reference=_REFERENCE),
+    zoo_entry(SEResNet101, "ResNet101", se_blocks=33, reference=_REFERENCE),
+    zoo_entry(SEResNet152, "ResNet152", se_blocks=50, reference=_REFERENCE),
+]

@@ -11,7 +11,7 @@ from keras_se.applications._builder import (
     Select,
     Weights,
     build_se_model,
-    se_docstring,
+    zoo_entry,
 )
 
 preprocess_input = keras.applications.resnet_v2.preprocess_input
@@ -97,9 +97,9 @@ def SEResNet152V2(
     return build_se_model(keras.applications.ResNet152V2, FAMILY, **locals())
 
 
-SEResNet50V2.__doc__ = se_docstring(SEResNet50V2, "ResNet50V2", FAMILY, module="resnet_v2",
-                                    n_sites=16, reference=_REFERENCE)
-SEResNet101V2.__doc__ = se_docstring(SEResNet101V2, "ResNet101V2", FAMILY,
-                                     module="resnet_v2", n_sites=33, reference=_REFERENCE)
-SEResNet152V2.__doc__ = se_docstring(SEResNet152V2, "ResNet152V2", FAMILY,
-                                     module="resnet_v2", n_sites=50, reference=_REFERENCE)
+#: The zoo's entries for this family (read by `registry`), with their docstrings.
+MODELS = [
+    zoo_entry(SEResNet50V2, "ResNet50V2", se_blocks=16, reference=_REFERENCE),
+    zoo_entry(SEResNet101V2, "ResNet101V2", se_blocks=33, reference=_REFERENCE),
+    zoo_entry(SEResNet152V2, "ResNet152V2", se_blocks=50, reference=_REFERENCE),
+]

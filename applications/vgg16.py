@@ -11,7 +11,7 @@ from keras_se.applications._builder import (
     Select,
     Weights,
     build_se_model,
-    se_docstring,
+    zoo_entry,
 )
 
 preprocess_input = keras.applications.vgg16.preprocess_input
@@ -56,5 +56,7 @@ def SEVGG16(
     return build_se_model(keras.applications.VGG16, FAMILY, **locals())
 
 
-SEVGG16.__doc__ = se_docstring(SEVGG16, "VGG16", FAMILY, module="vgg16", n_sites=13,
-                              reference=_REFERENCE)
+#: The zoo's entries for this family (read by `registry`), with their docstrings.
+MODELS = [
+    zoo_entry(SEVGG16, "VGG16", se_blocks=13, reference=_REFERENCE),
+]

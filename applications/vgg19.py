@@ -11,7 +11,7 @@ from keras_se.applications._builder import (
     Select,
     Weights,
     build_se_model,
-    se_docstring,
+    zoo_entry,
 )
 
 preprocess_input = keras.applications.vgg19.preprocess_input
@@ -56,5 +56,7 @@ def SEVGG19(
     return build_se_model(keras.applications.VGG19, FAMILY, **locals())
 
 
-SEVGG19.__doc__ = se_docstring(SEVGG19, "VGG19", FAMILY, module="vgg19", n_sites=16,
-                              reference=_REFERENCE)
+#: The zoo's entries for this family (read by `registry`), with their docstrings.
+MODELS = [
+    zoo_entry(SEVGG19, "VGG19", se_blocks=16, reference=_REFERENCE),
+]

@@ -11,7 +11,7 @@ from keras_se.applications._builder import (
     Select,
     Weights,
     build_se_model,
-    se_docstring,
+    zoo_entry,
 )
 
 preprocess_input = keras.applications.xception.preprocess_input
@@ -56,5 +56,7 @@ def SEXception(
     return build_se_model(keras.applications.Xception, FAMILY, **locals())
 
 
-SEXception.__doc__ = se_docstring(SEXception, "Xception", FAMILY, module="xception",
-                                  n_sites=12, reference=_REFERENCE)
+#: The zoo's entries for this family (read by `registry`), with their docstrings.
+MODELS = [
+    zoo_entry(SEXception, "Xception", se_blocks=12, reference=_REFERENCE),
+]
