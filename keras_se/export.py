@@ -22,9 +22,11 @@ Measured on the demo's trained SE-MobileNetV2 (softmax outputs, 4 inputs):
 SavedModel 1.8e-7, TFLite float32 1.2e-7, TFLite float16 3.1e-4; on the
 tests' random-weight models, at most a few 1e-7 for float32.
 
-`python -m keras_se.export check SAVED_MODEL INPUTS.npz` loads a SavedModel in
-a fresh process and prints the serve outputs' difference as JSON; `keras-se
-demo` uses it to prove the export stands on its own.
+`check_saved_model_in_fresh_process` loads a SavedModel in a new Python process
+that imports TensorFlow and NumPy only (no keras_se, no Keras model code), to prove
+the export stands on its own; `keras-se demo` uses it. `save_artifacts` writes the
+`model.keras` and `saved_model/` pair that `keras-se retrofit` and `finetune` leave,
+each reloaded and checked.
 """
 
 from __future__ import annotations
@@ -121,29 +123,62 @@ def check_saved_model(path: str, inputs: np.ndarray, expected: np.ndarray, atol:
     return diff
 
 
+# Run by `check_saved_model_in_fresh_process` with `python -c`: TensorFlow and NumPy
+# only. It prints the serve outputs' max abs difference and whether keras_se (or
+# Keras's own model classes) were imported, as one JSON line.
+_FRESH_CHECK = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+data = np.load(sys.argv[2])
+loaded = tf.saved_model.load(sys.argv[1])  # keep a reference: serve needs its variables
+out = loaded.serve(tf.constant(data["inputs"]))
+if isinstance(out, dict):
+    out = next(iter(out.values()))
+if isinstance(out, (list, tuple)):
+    out = out[0]
+diff = float(np.max(np.abs(np.asarray(out, "float64") - data["expected"].astype("float64"))))
+print(json.dumps({"max_abs_diff": diff, "keras_se_imported": "keras_se" in sys.modules}))
+"""
+
+
 def check_saved_model_in_fresh_process(
     path: str, inputs: np.ndarray, expected: np.ndarray, atol: float = SAVED_MODEL_ATOL
 ) -> float:
-    """`check_saved_model` in a new Python process, which imports no keras_se layer.
+    """`check_saved_model` in a new Python process that imports only TensorFlow and NumPy.
 
-    Proves that the SavedModel stands alone: no custom objects, nothing
-    from this process.
+    Proves that the SavedModel stands alone: no keras_se layer, no custom
+    objects, nothing from this process.
+
+    Raises:
+        ParityError: when the outputs differ by more than `atol`, when the
+            child fails, or if it imported keras_se.
     """
     with tempfile.TemporaryDirectory() as tmp:
         npz = os.path.join(tmp, "check.npz")
         np.savez(npz, inputs=inputs, expected=expected)
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
         proc = subprocess.run(
-            [sys.executable, "-m", "keras_se.export", "check", path, npz, "--atol", repr(atol)],
+            [sys.executable, "-c", _FRESH_CHECK, path, npz],
             capture_output=True,
             text=True,
             env=env,
+            cwd=tmp,  # not the repository: `keras_se` must not be importable by accident
         )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise ParityError(f"the SavedModel check in a fresh process failed: {tail}")
-    return float(json.loads(lines[-1])["max_abs_diff"])
+    result = json.loads(lines[-1])
+    if result["keras_se_imported"]:
+        raise ParityError("the fresh-process SavedModel check imported keras_se")
+    diff = float(result["max_abs_diff"])
+    if not diff <= atol:
+        raise ParityError(
+            f"SavedModel {path} differs from Keras by {diff:.3g} in a fresh process "
+            f"(tolerance {atol:g})"
+        )
+    return diff
 
 
 def export_saved_model(
@@ -265,25 +300,32 @@ def export_tflite(
     return diff
 
 
-def _main(argv=None):
-    import argparse
+def save_artifacts(
+    model: keras.Model, directory: str, inputs: np.ndarray, *, fresh_process: bool = False
+) -> dict[str, float]:
+    """Writes `model.keras` and `saved_model/` into `directory`, each reloaded and checked.
 
-    parser = argparse.ArgumentParser(prog="python -m keras_se.export")
-    sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="load a SavedModel and compare its serve outputs")
-    check.add_argument("saved_model")
-    check.add_argument("npz", help="an .npz with `inputs` and `expected`")
-    check.add_argument("--atol", type=float, default=SAVED_MODEL_ATOL)
-    args = parser.parse_args(argv)
-    data = np.load(args.npz)
-    try:
-        diff = check_saved_model(args.saved_model, data["inputs"], data["expected"], args.atol)
-    except ParityError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(json.dumps({"max_abs_diff": diff, "atol": args.atol}))
-    return 0
+    The pair `keras-se retrofit` and `finetune` leave: the `.keras` file is
+    loaded back with `keras.saving.load_model` and compared with `model`
+    (tolerance 1e-5); the SavedModel is checked with `check_saved_model` (in a
+    fresh process with `fresh_process=True`).
 
+    Returns:
+        `{"keras": max abs diff, "saved_model": max abs diff}`.
 
-if __name__ == "__main__":
-    sys.exit(_main())
+    Raises:
+        ParityError: when a reloaded artifact differs beyond its tolerance.
+    """
+    keras_path = os.path.join(directory, "model.keras")
+    model.save(keras_path)
+    expected = np.asarray(model(inputs, training=False))
+    reloaded = keras.saving.load_model(keras_path)
+    keras_diff = _max_diff(reloaded(inputs, training=False), expected)
+    if not keras_diff <= SAVED_MODEL_ATOL:
+        raise ParityError(
+            f"{keras_path} reloads with different outputs (max abs diff {keras_diff:.3g})"
+        )
+    saved = os.path.join(directory, "saved_model")
+    model.export(saved, format="tf_saved_model", verbose=False)
+    check = check_saved_model_in_fresh_process if fresh_process else check_saved_model
+    return {"keras": keras_diff, "saved_model": check(saved, inputs, expected)}

@@ -1,0 +1,167 @@
+"""Arguments shared by the sub-commands: types, adders, and the usage-error rule.
+
+A usage error is bad input (a name, a path, a value the user typed): one line on
+stderr and exit code 2. Commands raise `UsageError` where they check input, or wrap
+the library call that checks it in `usage_errors()`. Any other exception is a bug or
+a failure (exit code 1, one line, `--traceback` for the details).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+from collections.abc import Iterator
+
+
+class UsageError(Exception):
+    """Bad input on the command line: the `keras-se` entry point exits with 2."""
+
+
+@contextlib.contextmanager
+def usage_errors() -> Iterator[None]:
+    """Turns the `ValueError`/`TypeError` of an input-checking library call into a
+    `UsageError` (the library names the argument and what it received)."""
+    try:
+        yield
+    except (ValueError, TypeError) as e:
+        raise UsageError(" ".join(str(e).split())) from e
+
+
+# ---------------------------------------------------------------------------- types
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1), got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1), got {text!r}")
+    return value
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(p) for p in re.split(r"[x,]", text.strip().lower())]
+    except ValueError:
+        return []
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """`96` or `96x128` (height x width)."""
+    values = _ints(text)
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive size like 96 or 96x128, got {text!r}"
+        )
+    return tuple(values)
+
+
+def input_shape(text: str) -> tuple[int, int, int]:
+    """`224,224,3` or `224x224x3` (or `224,224`, 3 channels)."""
+    values = _ints(text)
+    if len(values) == 2:
+        values.append(3)
+    if len(values) != 3 or min(values) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a shape like 224,224,3 (height, width, channels), got {text!r}"
+        )
+    return tuple(values)
+
+
+# --------------------------------------------------------------------------- adders
+def add_model_argument(p: argparse.ArgumentParser, help_extra: str = "") -> None:
+    p.add_argument(
+        "model",
+        metavar="MODEL",
+        help="a keras.applications name (resnet50, mobilenet_v2, ...), an SE zoo name "
+        f"(seresnet50, ...) or a path to a .keras file{help_extra}",
+    )
+
+
+def add_build_arguments(p: argparse.ArgumentParser, *, weights_default: str) -> None:
+    p.add_argument(
+        "--weights",
+        default=weights_default,
+        help="imagenet, none, or a path to a .weights.h5 file of the model "
+        f"(for keras.applications and zoo names). Default: {weights_default}",
+    )
+    p.add_argument(
+        "--alpha", type=positive_float, default=None, help="width multiplier of MobileNet models"
+    )
+
+
+def add_se_arguments(p: argparse.ArgumentParser) -> None:
+    from keras_se.layers import GATES, SQUEEZES
+    from keras_se.sites import PLACEMENTS
+
+    p.add_argument(
+        "--placement",
+        default="auto",
+        choices=("auto",) + tuple(PLACEMENTS),
+        help="where SE blocks go; auto: the SE zoo's placement for the family "
+        "(post_activation otherwise). Default: auto",
+    )
+    p.add_argument(
+        "--select",
+        default=None,
+        help="regular expression on the anchor layer's name; only matching sites "
+        "(with --placement auto: the zoo's for the family)",
+    )
+    p.add_argument("--ratio", type=positive_int, default=16, help="reduction ratio. Default: 16")
+    p.add_argument("--squeeze", default="avg", choices=SQUEEZES, help="Default: avg")
+    p.add_argument("--gate", default="sigmoid", choices=GATES, help="Default: sigmoid")
+    p.add_argument(
+        "--init",
+        default="identity",
+        choices=("identity", "standard"),
+        help="identity: the retrofitted model computes exactly what the original did "
+        "until trained. Default: identity",
+    )
+
+
+def add_output_arguments(
+    p: argparse.ArgumentParser, *, required: bool = True, default: str | None = None,
+    what: str = "DIR",
+) -> None:
+    p.add_argument(
+        "--out",
+        required=required,
+        default=default,
+        metavar=what,
+        help="where the result goes" + (f". Default: {default}" if default else ""),
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace a finished result already in --out"
+    )
+
+
+def se_options(args, spec) -> tuple[str, str | None, dict]:
+    """(placement, select, SqueezeExcite options) from the SE arguments and the model."""
+    placement, select = args.placement, args.select
+    if placement == "auto":
+        placement = spec.placement or "post_activation"
+        if select is None:
+            select = spec.select
+    return placement, select, {"squeeze": args.squeeze, "gate": args.gate}

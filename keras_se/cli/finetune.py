@@ -1,0 +1,379 @@
+"""`keras-se finetune MODEL --data DATA --out DIR`: retrofit, add a head, fine-tune, save.
+
+`execute(args)` does the work and returns a `FinetuneRun`; `main(args)` prints it.
+`keras-se demo` calls `execute` with its own argument list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+
+from keras_se.cli import command
+from keras_se.cli._args import (
+    UsageError,
+    add_build_arguments,
+    add_model_argument,
+    add_output_arguments,
+    add_se_arguments,
+    fraction,
+    image_size,
+    positive_float,
+    positive_int,
+    se_options,
+    usage_errors,
+)
+from keras_se.cli._output import OutputDir, relative, remove
+from keras_se.cli._report import se_summary
+
+# The settings an interrupted run must share with the run that resumes it.
+_SETTINGS = (
+    "model", "data", "batch_size", "image_size", "freeze", "weights", "placement",
+    "select", "ratio", "squeeze", "gate", "init", "no_se", "head", "dropout",
+    "val_split", "seed", "alpha", "bn_momentum", "preprocess", "lr", "schedule",
+    "augment", "strategy",
+)
+
+
+def add_arguments(p):
+    from keras_se.data import BUILTIN
+    from keras_se.distribute import STRATEGIES
+    from keras_se.finetune import SCHEDULES
+
+    add_model_argument(p)
+    p.add_argument(
+        "--data",
+        default=BUILTIN,
+        help="builtin (the project's offline dataset), a folder with one sub-folder of "
+        "images per class, or a TensorFlow Datasets name (tf_flowers, cifar10, ...; "
+        "downloaded by TFDS). Default: builtin",
+    )
+    p.add_argument("--data-dir", default=None, help="TFDS data directory. Default: TFDS's")
+    add_output_arguments(p)
+    p.add_argument("--epochs", type=positive_int, default=5, help="Default: 5")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=32,
+        help="global batch size (split over replicas). Default: 32",
+    )
+    p.add_argument(
+        "--image-size", type=image_size, default=None, help="96 or HxW. Default: the model's"
+    )
+    p.add_argument("--lr", type=positive_float, default=1e-3,
+                   help="peak learning rate. Default: 1e-3")
+    p.add_argument("--schedule", choices=SCHEDULES, default="cosine", help="Default: cosine")
+    p.add_argument(
+        "--freeze",
+        choices=("auto", "backbone", "none"),
+        default="auto",
+        help="backbone: train only the SE layers and the new head; none: train "
+        "everything; auto: backbone with pretrained weights, none with --weights none. "
+        "Default: auto",
+    )
+    p.add_argument(
+        "--val-split", type=fraction, default=None,
+        help="hold out this fraction of the training data for validation. Default: the "
+        "dataset's own validation split, else 0.2",
+    )
+    p.add_argument("--strategy", choices=STRATEGIES, default="default", help="Default: default")
+    p.add_argument("--seed", type=int, default=0, help="Default: 0")
+    add_build_arguments(p, weights_default="imagenet")
+    add_se_arguments(p)
+    p.add_argument("--no-se", action="store_true", help="fine-tune without adding SE (a baseline)")
+    p.add_argument(
+        "--head",
+        choices=("auto", "new", "keep"),
+        default="auto",
+        help="new: a new classifier for the data's classes; keep: the .keras model's own "
+        "(its class count must match); auto: new for names, keep for files. Default: auto",
+    )
+    p.add_argument("--classes", type=positive_int, default=None,
+                   help="expected class count (checked)")
+    p.add_argument("--dropout", type=float, default=0.2, help="before the new head. Default: 0.2")
+    p.add_argument("--augment", action="store_true",
+                   help="random flips, shifts, brightness, contrast")
+    p.add_argument("--no-cache", action="store_true", help="do not cache decoded images in memory")
+    p.add_argument(
+        "--bn-momentum", type=fraction, default=None,
+        help="BatchNormalization momentum (0.9 suits short from-scratch runs). "
+        "Default: the model's",
+    )
+    p.add_argument(
+        "--preprocess",
+        default="auto",
+        help="auto (the family's preprocess_input), none, tf, torch, caffe or a "
+        "keras.applications family name. Default: auto",
+    )
+    p.add_argument("--steps-per-epoch", type=positive_int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--validation-steps", type=positive_int, default=None, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--fresh", action="store_true",
+        help="discard an interrupted run in --out instead of resuming it",
+    )
+
+
+@dataclasses.dataclass
+class FinetuneRun:
+    """What `execute` did.
+
+    Attributes:
+        result: the `keras_se.finetune.FinetuneResult` (model, history, metrics).
+        data: the `keras_se.data.Data` trained on.
+        se_report: the `SEReport.to_dict()` of the SE blocks added (`{}` if none
+            were added: `--no-se`, a zoo model, or a model that had SE).
+        out: the result folder, or None for a non-chief worker.
+        diffs: max abs differences of the reloaded `model.keras` and SavedModel.
+        image_size: `(height, width)` trained at.
+        freeze: `"backbone"` or `"none"`.
+        preprocess: the preprocessing name recorded in `keras_se.json`.
+        resumed: whether an interrupted run was resumed.
+    """
+
+    result: object
+    data: object
+    se_report: dict
+    out: str | None
+    diffs: dict
+    image_size: tuple
+    freeze: str
+    preprocess: str
+    resumed: bool
+
+
+def _settings(args) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
+            if k in _SETTINGS}
+
+
+def _worker_suffix(strategy_name):
+    if strategy_name != "multiworker":
+        return None
+    from keras_se.distribute import is_chief
+
+    if is_chief():
+        return None
+    task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {})
+    return f".{task.get('type', 'worker')}{task.get('index', 0)}.partial"
+
+
+def _model_builder(args, spec, num_classes, size, se_report):
+    """The function `finetune` calls (inside the strategy's scope) to build the model."""
+    import keras
+
+    from keras_se import add_se_blocks
+    from keras_se.models import build_model, load_model
+    from keras_se.sites import se_layers
+    from keras_se.transfer import add_classifier_head, replace_head, set_batchnorm_momentum
+
+    placement, select, options = se_options(args, spec)
+
+    def add_se(model):
+        if args.no_se:
+            return model
+        with usage_errors():
+            new, rep = add_se_blocks(model, placement, ratio=args.ratio, select=select,
+                                     init=args.init, return_report=True, **options)
+        se_report.clear()
+        se_report.update(rep.to_dict())
+        print(se_summary(se_report), flush=True)
+        return new
+
+    def build():
+        if spec.kind == "file":
+            model = load_model(spec.path)
+            if not se_layers(model):
+                model = add_se(model)
+            head = args.head if args.head != "auto" else "keep"
+            outputs = int(model.outputs[0].shape[-1])
+            if head == "keep" and outputs != num_classes:
+                raise UsageError(
+                    f"class-count mismatch: the model has {outputs} outputs, the data "
+                    f"{num_classes} classes; pass --head new to replace its classifier. "
+                    f"Received: model={args.model!r}, data={args.data!r}"
+                )
+            if head == "new":
+                model = replace_head(model, num_classes)
+        else:
+            if args.head == "keep":
+                raise UsageError(
+                    "`--head keep` needs a .keras model; a model built by name gets a new "
+                    f"head. Received: head='keep', model={args.model!r}"
+                )
+            with usage_errors():
+                backbone = build_model(spec, weights=args.weights, include_top=False,
+                                       input_shape=(*size, 3), alpha=args.alpha)
+            if spec.kind == "application":
+                backbone = add_se(backbone)
+            model = add_classifier_head(backbone, num_classes, dropout=args.dropout)
+        if args.bn_momentum:
+            set_batchnorm_momentum(model, args.bn_momentum)
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"`model` must build a keras.Model. Received: {type(model).__name__}")
+        return model
+
+    return build
+
+
+def _keep_or_abort(out, state_dir, error):
+    """Keeps a partial run that holds a finished epoch (to resume); removes it otherwise."""
+    backup = os.path.join(state_dir, "backup", "training_metadata.json")
+    if os.path.exists(backup):
+        error.__notes__ = [*getattr(error, "__notes__", []),
+                           f"the run so far is kept in {relative(out.path)}; run the same "
+                           "command again to resume it"]
+    elif not out.resumed:
+        out.abort()
+
+
+def execute(args, *, fit_verbose=None, fresh_process_check: bool = False) -> FinetuneRun:
+    """Runs `keras-se finetune` for parsed `args`; returns what it did."""
+    from keras_se.distribute import make_strategy
+
+    # MultiWorkerMirroredStrategy must exist before TensorFlow does anything else.
+    strategy = make_strategy(args.strategy)
+    import keras
+
+    from keras_se import export
+    from keras_se._files import write_json
+    from keras_se.cli.retrofit import sidecar
+    from keras_se.data import load_data
+    from keras_se.finetune import finetune, write_records
+    from keras_se.models import (
+        SIDECAR,
+        preprocess_function,
+        resolve_image_size,
+        resolve_model,
+        weights_argument,
+    )
+
+    keras.utils.set_random_seed(args.seed)
+    with usage_errors():
+        spec = resolve_model(args.model)
+        weights = weights_argument(args.weights)
+    suffix = _worker_suffix(args.strategy)
+    out = OutputDir(args.out, overwrite=args.overwrite or suffix is not None, resume=True,
+                    fresh=args.fresh, settings=_settings(args), suffix=suffix or ".partial")
+    out.check()
+    with usage_errors():
+        size = resolve_image_size(spec, args.image_size)
+    preprocess = args.preprocess
+    if preprocess == "auto":
+        preprocess = (spec.sidecar.get("preprocess", "none") if spec.kind == "file"
+                      else spec.family or "none")
+    if not args.verbose:
+        import tensorflow_datasets as tfds
+
+        tfds.disable_progress_bar()
+    with usage_errors():
+        data = load_data(args.data, image_size=size, batch_size=args.batch_size,
+                         preprocess=preprocess_function(preprocess), val_split=args.val_split,
+                         augment=args.augment, cache=not args.no_cache, seed=args.seed,
+                         data_dir=args.data_dir)
+    if args.classes is not None and args.classes != data.num_classes:
+        raise UsageError(
+            f"class-count mismatch: --classes {args.classes} but the data has "
+            f"{data.num_classes} classes ({', '.join(data.class_names[:8])}"
+            f"{', ...' if data.num_classes > 8 else ''}). Received: classes={args.classes}"
+        )
+    train, val = data.train, data.validation
+    # With a fixed number of steps Keras keeps one iterator across epochs: repeat, so
+    # that it never runs dry.
+    if args.steps_per_epoch:
+        train = train.repeat()
+    if args.validation_steps:
+        val = val.repeat()
+    if args.strategy == "multiworker":
+        import tensorflow as tf
+
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        train, val = train.with_options(options), val.with_options(options)
+    se_report: dict = {}
+    build = _model_builder(args, spec, data.num_classes, size, se_report)
+    pretrained = spec.kind == "file" or weights is not None
+    freeze = args.freeze if args.freeze != "auto" else ("backbone" if pretrained else "none")
+    out.prepare()
+    name = relative(spec.path) if spec.kind == "file" else spec.name
+    print(
+        f"{'resuming' if out.resumed else 'starting'}: {name} on {data.description}: "
+        f"{data.num_train} train / {data.num_validation} validation images, "
+        f"{data.num_classes} classes, {size[0]}x{size[1]}, freeze={freeze}, "
+        f"strategy={args.strategy} ({strategy.num_replicas_in_sync} replica(s))",
+        flush=True,
+    )
+    state_dir = out.file("state")
+    try:
+        result = finetune(
+            build, train, val, epochs=args.epochs, learning_rate=args.lr,
+            schedule=args.schedule, freeze=freeze, strategy=strategy, backup_dir=state_dir,
+            steps_per_epoch=args.steps_per_epoch, validation_steps=args.validation_steps,
+            verbose=fit_verbose if fit_verbose is not None else (1 if sys.stdout.isatty() else 2),
+        )
+    except BaseException as e:
+        _keep_or_abort(out, state_dir, e)
+        raise
+    try:
+        model = result.model
+        inputs = next(iter(val.take(1)))[0].numpy()[:4]
+        diffs = export.save_artifacts(model, out.path, inputs, fresh_process=fresh_process_check)
+        extra = {
+            "model": spec.name,
+            "source": args.model,
+            "data": data.description,
+            "num_classes": data.num_classes,
+            "class_names": data.class_names,
+            "num_train": data.num_train,
+            "num_validation": data.num_validation,
+            "image_size": list(size),
+            "freeze": freeze,
+            "settings": _settings(args),
+            "reload_max_abs_diff": diffs,
+        }
+        if se_report:
+            extra["se"] = {k: se_report[k] for k in
+                           ("num_sites", "params_before", "params_added", "percent_added")}
+            write_json(out.file("report.json"), se_report)
+        write_records(result, out.path, extra)
+        write_json(out.file(SIDECAR), sidecar(spec, model, args.model,
+                                              class_names=data.class_names,
+                                              preprocess=preprocess))
+        remove(state_dir)
+        if suffix is None:
+            out.commit()
+        else:
+            out.abort()  # a non-chief worker: its copy of the result is not kept
+    except BaseException as e:
+        _keep_or_abort(out, state_dir, e)
+        raise
+    return FinetuneRun(result=result, data=data, se_report=se_report,
+                       out=out.out if suffix is None else None, diffs=diffs, image_size=size,
+                       freeze=freeze, preprocess=preprocess, resumed=out.resumed)
+
+
+@command("finetune", help="fine-tune a (retrofitted) model on a dataset", arguments=add_arguments)
+def main(args) -> int:
+    """Retrofits MODEL with SE (unless it has SE), adds a head for the data, fine-tunes it.
+
+    Writes DIR/model.keras, DIR/saved_model/, DIR/history.json,
+    DIR/metrics.json, DIR/curves.png, DIR/report.json (the SE sites) and
+    DIR/keras_se.json (what a later command needs: preprocessing, classes).
+    Kill it at any time: the same command resumes from the last finished
+    epoch.
+    """
+    run = execute(args)
+    result = run.result
+    before, after = result.before or {}, result.after or {}
+    print(
+        f"validation accuracy: {before.get('accuracy', float('nan')):.3f} before -> "
+        f"{after.get('accuracy', float('nan')):.3f} after {len(result.history['epoch'])} epochs"
+        + (f" (resumed at epoch {result.initial_epoch + 1})" if result.initial_epoch else "")
+    )
+    if run.out is not None:
+        print(
+            f"wrote {relative(run.out)}/{{model.keras, saved_model/, history.json, "
+            f"metrics.json, curves.png}}; reloaded both models "
+            f"(max abs diff {max(run.diffs.values()):.3g})"
+        )
+    return 0
