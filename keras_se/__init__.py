@@ -1,16 +1,48 @@
-"""keras-se: Squeeze-and-Excitation for the Keras models you already have."""
+"""keras-se: Squeeze-and-Excitation for the Keras models you already have.
 
-# First, before TensorFlow is imported: when this process is the `keras-se` command
-# line, drop TensorFlow's native start-up log lines from stderr (a no-op otherwise).
-from keras_se.cli import early_stderr_filter as _early_stderr_filter
+The core (this package's import: the layer, site finding, the rewrite; and
+`keras_se.applications`, `keras_se.inspect`, `keras_se.models`,
+`keras_se.transfer`) needs only Keras and NumPy and runs on every Keras backend.
+The edge (`keras_se.data`, `keras_se.finetune`, `keras_se.export`, the command
+line) needs TensorFlow and is imported on first use: `keras_se.load_data`,
+`keras_se.export_saved_model`, ... load their module when first touched.
+"""
 
-_early_stderr_filter()
+import os as _os
+import sys as _sys
+
+# The `keras-se` command line filters TensorFlow's native log lines from stderr; it
+# must start before Keras imports TensorFlow, that is here. Only when this process is
+# the command line (the console script, or `python -m keras_se`).
+_argv = getattr(_sys, "orig_argv", [])
+if _os.path.basename(_sys.argv[0] if _sys.argv else "") in ("keras-se", "keras-se.exe") or any(
+    _argv[i : i + 2] == ["-m", "keras_se"] for i in range(len(_argv))
+):
+    from keras_se.cli._stderr import install as _install_stderr_filter
+
+    _install_stderr_filter()
+del _argv
 
 from keras_se.layers import SqueezeExcite, make_divisible  # noqa: E402
 from keras_se.rewrite import NoSitesError, SEReport, add_se_blocks  # noqa: E402
 from keras_se.sites import PLACEMENTS, Site, Skipped, find_se_sites  # noqa: E402
+from keras_se.transfer import add_classifier_head, freeze_backbone  # noqa: E402
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+# Names loaded on first use: name -> (module, attribute or None for the module).
+_LAZY = {
+    "applications": ("keras_se.applications", None),
+    "inspect": ("keras_se.inspect", None),
+    "models": ("keras_se.models", None),
+    "transfer": ("keras_se.transfer", None),
+    "data": ("keras_se.data", None),
+    "finetune": ("keras_se.finetune", None),
+    "export": ("keras_se.export", None),
+    "load_data": ("keras_se.data", "load_data"),
+    "export_saved_model": ("keras_se.export", "export_saved_model"),
+    "export_tflite": ("keras_se.export", "export_tflite"),
+}
 
 __all__ = [
     "PLACEMENTS",
@@ -20,24 +52,29 @@ __all__ = [
     "Skipped",
     "SqueezeExcite",
     "__version__",
+    "add_classifier_head",
     "add_se_blocks",
+    "export_saved_model",
+    "export_tflite",
     "find_se_sites",
+    "freeze_backbone",
+    "inspect",
+    "load_data",
     "make_divisible",
 ]
 
-# Fine-tuning, data and export, as the `keras-se` command line uses them. Importing
-# keras_se.data registers the `keras_se_builtin` TFDS dataset. (The training loop itself
-# is `keras_se.finetune.finetune`: a top-level `finetune` would hide its module.)
-from keras_se import inspect  # noqa: E402  (what the SE gates learn)
-from keras_se.data import load_data  # noqa: E402
-from keras_se.export import export_saved_model, export_tflite  # noqa: E402
-from keras_se.finetune import add_classifier_head, freeze_backbone  # noqa: E402
 
-__all__ += [
-    "inspect",
-    "add_classifier_head",
-    "export_saved_model",
-    "export_tflite",
-    "freeze_backbone",
-    "load_data",
-]
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'keras_se' has no attribute {name!r}")
+    import importlib
+
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

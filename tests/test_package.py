@@ -1,0 +1,144 @@
+"""The package's shape: a Keras-only core, the TensorFlow edge loaded on first use, and one
+door to Keras internals. Each import check runs in a fresh interpreter."""
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import pytest
+
+import keras_se
+
+pytestmark = pytest.mark.core
+
+ROOT = Path(__file__).resolve().parent.parent
+CORE_MODULES = [
+    "keras_se/__init__.py",
+    "keras_se/_files.py",
+    "keras_se/_keras_compat.py",
+    "keras_se/layers.py",
+    "keras_se/sites.py",
+    "keras_se/rewrite.py",
+    "keras_se/transfer.py",
+    "keras_se/models.py",
+    "keras_se/inspect.py",
+    *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "applications").glob("*.py")),
+]
+EDGE_PACKAGES = ("tensorflow", "tensorflow_datasets", "keras_se.data", "keras_se.finetune",
+                 "keras_se.export", "keras_se.distribute", "keras_se.cli")
+
+
+def _fresh(code, backend=None):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    if backend:
+        env["KERAS_BACKEND"] = backend
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          cwd=str(ROOT), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_the_core_runs_without_the_edge():
+    # `import keras_se` and a rewrite load neither the command line, nor the data,
+    # fine-tuning or export modules, nor tensorflow_datasets; on a backend other than
+    # TensorFlow, not TensorFlow either.
+    result = _fresh(
+        "import json, sys, time\n"
+        "t = time.perf_counter(); import keras_se; t = time.perf_counter() - t\n"
+        "import keras\n"
+        "base = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), alpha=0.35)\n"
+        "se = keras_se.add_se_blocks(base)\n"
+        "print(json.dumps({'modules': sorted(m for m in sys.modules if m.split('.')[0] in"
+        " ('keras_se', 'tensorflow', 'tensorflow_datasets')),"
+        " 'backend': keras.backend.backend(), 'sites': len(se.layers) - len(base.layers),"
+        " 'seconds': t}))\n",
+        backend=keras.backend.backend(),
+    )
+    modules = set(result["modules"])
+    assert result["sites"] == 27
+    assert not any(m == p or m.startswith(p + ".") for m in modules for p in EDGE_PACKAGES
+                   if p != "tensorflow")
+    if result["backend"] != "tensorflow":
+        assert not any(m.split(".")[0] == "tensorflow" for m in modules)
+    assert "keras_se.layers" in modules and "keras_se.rewrite" in modules
+
+
+def test_edge_names_load_on_first_use():
+    pytest.importorskip("tensorflow", reason="the edge needs TensorFlow")
+    result = _fresh(
+        "import json, sys, keras_se\n"
+        "before = 'keras_se.export' in sys.modules\n"
+        "fn = keras_se.export_saved_model\n"
+        "import keras_se.export as E\n"
+        "print(json.dumps({'before': before, 'same': fn is E.export_saved_model,"
+        " 'after': 'keras_se.export' in sys.modules}))\n"
+    )
+    assert result == {"before": False, "same": True, "after": True}
+
+
+def test_every_public_name_resolves():
+    for name in keras_se.__all__:
+        if name in ("load_data", "export_saved_model", "export_tflite") and (
+            keras.backend.backend() != "tensorflow"
+        ):
+            continue
+        assert getattr(keras_se, name) is not None, name
+    assert "load_data" in dir(keras_se)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        keras_se.nope  # noqa: B018
+
+
+def _top_level_imports(path):
+    tree = ast.parse((ROOT / path).read_text())
+    names = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+    return names
+
+
+@pytest.mark.parametrize("path", CORE_MODULES)
+def test_core_modules_import_no_edge_module(path):
+    # Arrows point from the edge to the core, never back.
+    for name in _top_level_imports(path):
+        assert not any(name == p or name.startswith(p + ".") for p in EDGE_PACKAGES), (path, name)
+
+
+def test_private_keras_access_goes_through_one_module():
+    private = re.compile(
+        r"keras\.src|\._(nodes_by_depth|inbound_nodes|keras_history|flatten_layers|"
+        r"compile_config|inputs_struct|run_through_graph|functional)\b|\._layers\b"
+    )
+    offenders = []
+    for folder in ("keras_se", "applications", "benchmarks"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if path.name == "_keras_compat.py":
+                continue
+            for i, line in enumerate(path.read_text().splitlines(), 1):
+                if private.search(line):
+                    offenders.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
+    assert offenders == []
+
+
+def test_the_stderr_filter_runs_only_for_the_command_line():
+    result = _fresh(
+        "import json, os, sys\n"
+        "before = (os.fstat(2).st_ino, sys.stderr)\n"
+        "import keras_se\n"
+        "print(json.dumps({'cli': 'keras_se.cli' in sys.modules,"
+        " 'same_stderr': before == (os.fstat(2).st_ino, sys.stderr)}))\n"
+    )
+    assert result == {"cli": False, "same_stderr": True}
+
+
+def test_version_is_declared_once():
+    setup = (ROOT / "setup.py").read_text()
+    assert "keras_se/__init__.py" in setup and "version=VERSION" in setup
+    assert re.fullmatch(r"\d+\.\d+\.\d+", keras_se.__version__)
