@@ -3,33 +3,68 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+# The core suite also runs against the lowest Keras setup.py accepts, in a venv with
+# no TensorFlow (Keras on JAX): the declared floor is a tested one.
+CORE_VENV := .venv-core
+CORE_PY := $(CORE_VENV)/bin/python
+CORE_STAMP := $(CORE_VENV)/.installed
+KERAS_FLOOR := $(shell sed -n 's/.*"keras>=\([0-9.]*\),.*/\1/p' setup.py)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 # pytest-xdist workers; CI machines have 2 cores.
 WORKERS ?= 2
+PYTEST := -m pytest -n $(WORKERS) --dist loadgroup -p no:cacheprovider
 
-.PHONY: venv demo test lint bench table clean
+.PHONY: venv demo test test-tf test-jax test-torch test-floor lint bench table clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e .
 	touch $(STAMP)
+
+# The test extras: every backend, keras-hub, ONNX, timm. PyPI's Linux torch wheel
+# depends on triton, which crashes a process that imported TensorFlow first (TF 2.21);
+# triton serves only GPU kernels (torch.compile), so the test venv drops it.
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[test,all]"
+	$(PY) -m pip uninstall -y -q triton 2>/dev/null || true
+	touch $(TEST_STAMP)
+
+$(CORE_STAMP): setup.py
+	test -x $(CORE_PY) || $(PYTHON) -m venv $(CORE_VENV)
+	$(CORE_PY) -m pip install -q "keras==$(KERAS_FLOOR).0" "jax[cpu]" pytest pytest-xdist matplotlib pillow
+	$(CORE_PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(CORE_STAMP)
 
 venv: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m keras_se demo
 
-test: $(STAMP)
+lint: $(TEST_STAMP)
 	$(PY) -m ruff check keras_se applications tests benchmarks
-	$(PY) -m pytest -n $(WORKERS) --dist loadgroup --durations=20 tests
 
-bench: $(STAMP)
+test: lint test-tf test-jax test-torch test-floor
+
+test-tf: $(TEST_STAMP)
+	$(PY) $(PYTEST) --durations=20 --doctest-modules tests keras_se applications
+
+test-jax: $(TEST_STAMP)
+	KERAS_BACKEND=jax $(PY) $(PYTEST) --durations=5 -m core tests
+
+test-torch: $(TEST_STAMP)
+	KERAS_BACKEND=torch $(PY) $(PYTEST) --durations=5 -m core tests
+
+test-floor: $(CORE_STAMP)
+	KERAS_BACKEND=jax $(CORE_PY) $(PYTEST) --durations=5 -m core tests
+
+bench: $(TEST_STAMP)
 	for b in bench_layer bench_models profile_models bench_memory bench_rewrite; do $(PY) benchmarks/$$b.py || exit 1; done
 
-table: $(STAMP)
+table: $(TEST_STAMP)
 	$(PY) benchmarks/model_table.py --write-readme
 	$(PY) benchmarks/placement_table.py --write-readme
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) $(CORE_VENV) *.egg-info .pytest_cache

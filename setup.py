@@ -1,8 +1,53 @@
+import re
+
 from setuptools import setup
+
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"', open("keras_se/__init__.py", encoding="utf-8").read(), re.M
+).group(1)
+
+# The core (layer, sites, rewrite, zoo, gate analysis, model resolution) needs only
+# keras and numpy and runs on every Keras backend. A plain `pip install keras-se`
+# also brings TensorFlow, the product's main backend, and what the edge (data,
+# fine-tuning, export, command line) needs; the extras bring the other backends,
+# keras-hub, ONNX and timm's checkpoints.
+CORE = [
+    # keras.models.clone_model has `call_function` since Keras 3.4; 3.14 is the lowest
+    # release the test suite runs against (`make test` runs the core tests on it).
+    "keras>=3.14,<4",
+    "numpy>=1.26",
+]
+EDGE = [
+    "tensorflow>=2.16",  # the first release that ships Keras 3
+    "tensorflow-datasets>=4.9",
+    "matplotlib>=3.7",
+    # tensorflow-datasets 4.9 imports importlib_resources when it builds a dataset
+    # (keras_se_builtin) but no longer gets it through etils.
+    "importlib-resources>=5",
+]
+EXTRAS = {
+    "jax": ["jax[cpu]>=0.4.30"],
+    # PyPI's Linux torch wheel is a CUDA build (several GB); for a CPU-only machine
+    # install torch from https://download.pytorch.org/whl/cpu first (README).
+    "torch": ["torch>=2.4"],
+    "hub": ["keras-hub>=0.20"],
+    "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "tf2onnx>=1.16"],
+    "timm": ["timm>=1.0", "safetensors>=0.4"],
+}
+EXTRAS["all"] = sorted({r for reqs in EXTRAS.values() for r in reqs})
+EXTRAS["test"] = [
+    "pytest>=7.4",
+    "pytest-xdist>=3.5",
+    "nbclient>=0.9",
+    "nbformat>=5.9",
+    "ipykernel>=6.25",
+    "ai-edge-litert>=1.0",
+    "ruff>=0.5",
+]
 
 setup(
     name="keras-se",
-    version="0.1.0",
+    version=VERSION,
     description=(
         "Squeeze-and-Excitation for Keras 3: a layer, a graph rewrite that "
         "retrofits SE into existing (pretrained) models, and an SE model zoo."
@@ -10,30 +55,9 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["keras_se", "keras_se.applications"],
+    packages=["keras_se", "keras_se.cli", "keras_se.applications"],
     package_dir={"keras_se": "keras_se", "keras_se.applications": "applications"},
-    install_requires=[
-        # TF 2.16 is the first release that ships Keras 3. keras.models.clone_model
-        # has `call_function` since Keras 3.4, and `recursive=True` enters every
-        # nesting level since 3.14 (keras-team/keras#22276).
-        "tensorflow>=2.16",
-        "keras>=3.14,<4",
-        "tensorflow-datasets>=4.9",
-        "matplotlib>=3.7",
-        # tensorflow-datasets 4.9 imports importlib_resources when it builds a
-        # dataset (keras_se_builtin) but no longer gets it through etils.
-        "importlib-resources>=5",
-    ],
-    extras_require={
-        "test": [
-            "pytest>=7.4",
-            "pytest-xdist>=3.5",
-            "nbclient>=0.9",
-            "nbformat>=5.9",
-            "ipykernel>=6.25",
-            "ai-edge-litert>=1.0",
-            "ruff>=0.5",
-        ],
-    },
+    install_requires=CORE + EDGE,
+    extras_require=EXTRAS,
     entry_points={"console_scripts": ["keras-se=keras_se.cli:main"]},
 )

@@ -9,7 +9,6 @@ identical outputs. The other tests are cheap: the registry, the signatures, the
 exact parameter totals, the weights rules and the error messages.
 """
 
-import doctest
 import inspect
 import re
 
@@ -482,18 +481,3 @@ def test_se_names_are_deterministic():
     a = applications.SEResNet50V2(weights=None, input_shape=(64, 64, 3), include_top=False)
     assert [layer.name for layer in se_layers(a)][:2] == [
         "conv2_block1_3_conv_se", "conv2_block2_3_conv_se"]
-
-
-# ---------------------------------------------------------------------- doctest
-def test_docstring_examples_are_true():
-    finder = doctest.DocTestFinder()
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
-    tests = [t for module in (applications, applications.registry) for t in finder.find(module)
-             if t.examples]
-    names = {t.name for t in tests}
-    assert {"keras_se.applications", "keras_se.applications.registry.get_model"} <= names
-    for test in tests:
-        runner.run(test)
-    results = runner.summarize(verbose=False)
-    assert results.attempted >= 8
-    assert results.failed == 0

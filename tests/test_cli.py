@@ -85,13 +85,6 @@ def entries(path):
     return sorted(os.listdir(path)) if os.path.isdir(path) else []
 
 
-@pytest.fixture(scope="module")
-def tfds_dir(tmp_path_factory):
-    path = tmp_path_factory.getbasetemp() / "tfds"
-    D.tfds_builder("builtin", str(path)).download_and_prepare()
-    return str(path)
-
-
 def _tiny(path, classes=6, size=32):
     """A small CNN without SE: Rescaling inside, so it takes pixels in [0, 255]."""
     keras.utils.set_random_seed(0)
@@ -116,17 +109,6 @@ def _tiny(path, classes=6, size=32):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     return _tiny(tmp_path_factory.mktemp("models") / "tiny.keras")
-
-
-def _images(root, classes=("a", "b", "c"), per_class=4):
-    from PIL import Image
-
-    for k, name in enumerate(classes):
-        os.makedirs(root / name, exist_ok=True)
-        for i in range(per_class):
-            image = D.draw_builtin_example(k, np.random.default_rng([k, i]), size=32)
-            Image.fromarray(image).save(root / name / f"{i}.png")
-    return root
 
 
 FAST = ("--epochs", 1, "--steps-per-epoch", 2, "--validation-steps", 1, "--batch-size", 8)
@@ -204,9 +186,9 @@ def test_retrofit_file_is_identity_at_init_and_refuses_to_overwrite(tiny, tmp_pa
 
 
 # ================================================================== finetune
-def test_finetune_in_a_subprocess(tiny, tfds_dir, tmp_path):
+def test_finetune_in_a_subprocess(tiny, builtin_tfds_dir, tmp_path):
     out = tmp_path / "ft"
-    proc = run_cli("finetune", tiny, "--data-dir", tfds_dir, "--out", out, "--epochs", 2,
+    proc = run_cli("finetune", tiny, "--data-dir", builtin_tfds_dir, "--out", out, "--epochs", 2,
                    "--steps-per-epoch", 4, "--validation-steps", 2, "--batch-size", 8, "--lr", 0.01)
     assert_ok(proc)
     assert entries(out) == ["curves.png", "history.json", "keras_se.json", "metrics.json",
@@ -233,9 +215,9 @@ def _epoch_lines(stdout):
     return [int(m.group(1)) for m in re.finditer(r"^Epoch (\d+)/\d+", stdout, re.M)]
 
 
-def test_finetune_resumes_after_sigkill(tiny, tfds_dir, tmp_path):
+def test_finetune_resumes_after_sigkill(tiny, builtin_tfds_dir, tmp_path):
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "keras_se", "finetune", tiny, "--data-dir", tfds_dir,
+    args = [sys.executable, "-m", "keras_se", "finetune", tiny, "--data-dir", builtin_tfds_dir,
             "--out", str(out), "--epochs", "4", "--steps-per-epoch", "300",
             "--validation-steps", "2", "--batch-size", "8", "--freeze", "none"]
     meta = tmp_path / ".run.partial" / "state" / "backup" / "training_metadata.json"
@@ -277,22 +259,22 @@ def test_finetune_resumes_after_sigkill(tiny, tfds_dir, tmp_path):
     assert entries(tmp_path) == ["run"]
 
 
-def test_an_interrupted_run_with_other_settings_is_not_resumed(tiny, tfds_dir, tmp_path, capsys):
+def test_an_interrupted_run_with_other_settings_is_not_resumed(tiny, builtin_tfds_dir, tmp_path, capsys):
     out = tmp_path / "o"
     partial = tmp_path / ".o.partial"
     partial.mkdir()
     (partial / ".keras_se_run.json").write_text(json.dumps({"model": "other.keras"}))
     assert_inprocess_bad(capsys, "finetune", r"interrupted run with other settings \(.*model.*\); .*--fresh",
-                         tiny, "--data-dir", tfds_dir, "--out", out, *FAST)
+                         tiny, "--data-dir", builtin_tfds_dir, "--out", out, *FAST)
     assert partial.is_dir() and not out.exists()
-    code, err, stdout = run_inprocess(capsys, "finetune", tiny, "--data-dir", tfds_dir, "--out", out,
+    code, err, stdout = run_inprocess(capsys, "finetune", tiny, "--data-dir", builtin_tfds_dir, "--out", out,
                                       "--fresh", *FAST)
     assert code == 0, err
     assert stdout.startswith("starting:")
     assert entries(tmp_path) == ["o"]
 
 
-def test_finetune_mirrored_on_two_logical_cpus(tiny, tfds_dir, tmp_path):
+def test_finetune_mirrored_on_two_logical_cpus(tiny, builtin_tfds_dir, tmp_path):
     out = tmp_path / "mirrored"
     code = textwrap.dedent(
         """
@@ -306,7 +288,7 @@ def test_finetune_mirrored_on_two_logical_cpus(tiny, tfds_dir, tmp_path):
         """
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code, "finetune", tiny, "--data-dir", tfds_dir, "--out", str(out),
+        [sys.executable, "-c", code, "finetune", tiny, "--data-dir", builtin_tfds_dir, "--out", str(out),
          "--strategy", "mirrored", "--epochs", "2", "--steps-per-epoch", "3",
          "--validation-steps", "2", "--batch-size", "8"],
         capture_output=True, text=True, env=ENV, timeout=400,
@@ -325,7 +307,7 @@ def _free_port():
 
 
 @pytest.mark.heavy
-def test_finetune_multiworker_with_two_local_workers(tiny, tfds_dir, tmp_path):
+def test_finetune_multiworker_with_two_local_workers(tiny, builtin_tfds_dir, tmp_path):
     out = tmp_path / "mw"
     ports = [_free_port(), _free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
@@ -334,7 +316,7 @@ def test_finetune_multiworker_with_two_local_workers(tiny, tfds_dir, tmp_path):
         env = dict(ENV, TF_CONFIG=json.dumps({"cluster": cluster,
                                               "task": {"type": "worker", "index": index}}))
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "keras_se", "finetune", tiny, "--data-dir", tfds_dir,
+            [sys.executable, "-m", "keras_se", "finetune", tiny, "--data-dir", builtin_tfds_dir,
              "--out", str(out), "--strategy", "multiworker", "--epochs", "2",
              "--steps-per-epoch", "3", "--validation-steps", "2", "--batch-size", "8"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
@@ -390,9 +372,9 @@ def test_export_saved_model_and_tflite_in_subprocesses(tiny, tmp_path, capsys):
 
 # ====================================================================== demo
 @pytest.mark.heavy
-def test_demo_learns_well_above_chance_and_reports(tfds_dir, tmp_path):
+def test_demo_learns_well_above_chance_and_reports(builtin_tfds_dir, tmp_path):
     # `make demo` as shipped: 10 epochs from scratch at 64 px, about 2 minutes on 2 cores.
-    proc = run_cli("demo", "--data-dir", tfds_dir, cwd=tmp_path, timeout=900)
+    proc = run_cli("demo", "--data-dir", builtin_tfds_dir, cwd=tmp_path, timeout=900)
     assert_ok(proc)
     out = tmp_path / "runs" / "demo"
     assert entries(out) == ["curves.png", "history.json", "keras_se.json", "metrics.json",
@@ -409,14 +391,14 @@ def test_demo_learns_well_above_chance_and_reports(tfds_dir, tmp_path):
     assert re.search(r"val accuracy\s+0\.\d+ before -> " + re.escape(after), proc.stdout)
     assert "reloaded in a fresh process with tf.saved_model.load" in proc.stdout
     model = keras.saving.load_model(out / "model.keras")
-    x = next(iter(D.load_data("builtin", image_size=64, batch_size=16, data_dir=tfds_dir,
+    x = next(iter(D.load_data("builtin", image_size=64, batch_size=16, data_dir=builtin_tfds_dir,
                               preprocess=keras.applications.mobilenet_v2.preprocess_input)
                   .validation))[0].numpy()
     loaded = tf.saved_model.load(str(out / "saved_model"))
     np.testing.assert_allclose(loaded.serve(tf.constant(x)).numpy(), np.asarray(model(x)),
                                atol=E.SAVED_MODEL_ATOL)
     # Run again: the finished result is kept unless --overwrite.
-    again = run_cli("demo", "--data-dir", tfds_dir, cwd=tmp_path)
+    again = run_cli("demo", "--data-dir", builtin_tfds_dir, cwd=tmp_path)
     assert_bad_input(again, "demo", r"--out` already holds a finished result; pass --overwrite")
     assert json.load(open(out / "metrics.json")) == metrics
 
@@ -440,18 +422,18 @@ def test_missing_data_folder_in_a_subprocess(tiny, tmp_path):
     assert entries(tmp_path) == []
 
 
-def test_bad_data_inputs(tiny, tmp_path, capsys):
+def test_bad_data_inputs(tiny, tmp_path, capsys, image_folder):
     work = tmp_path / "work"
     work.mkdir()
     out = work / "out"
     (tmp_path / "empty").mkdir()
     assert_inprocess_bad(capsys, "finetune", r"`data` folder holds no images",
                          tiny, "--data", tmp_path / "empty", "--out", out)
-    broken = _images(tmp_path / "broken")
+    broken = image_folder(tmp_path / "broken", per_class=4, size=32)
     (broken / "b" / "x.jpg").write_bytes(b"\x00" * 100)
     assert_inprocess_bad(capsys, "finetune", r"not a readable image: .*x\.jpg",
                          tiny, "--data", broken, "--out", out)
-    three = _images(tmp_path / "three")
+    three = image_folder(tmp_path / "three", per_class=4, size=32)
     assert_inprocess_bad(capsys, "finetune",
                          r"class-count mismatch: the model has 6 outputs, the data 3 classes; pass --head new",
                          tiny, "--data", three, "--out", out, *FAST)
@@ -460,15 +442,15 @@ def test_bad_data_inputs(tiny, tmp_path, capsys):
     assert entries(work) == []
 
 
-def test_class_count_mismatch_is_fixed_by_a_new_head(tiny, tmp_path, capsys):
-    three = _images(tmp_path / "three")
+def test_class_count_mismatch_is_fixed_by_a_new_head(tiny, tmp_path, capsys, image_folder):
+    three = image_folder(tmp_path / "three", per_class=4, size=32)
     code, err, _ = run_inprocess(capsys, "finetune", tiny, "--data", three, "--out",
                                  tmp_path / "o", "--head", "new", *FAST)
     assert code == 0, err
     assert keras.saving.load_model(tmp_path / "o" / "model.keras").output.shape == (None, 3)
 
 
-def test_bad_image_sizes(tiny, tfds_dir, tmp_path, capsys):
+def test_bad_image_sizes(tiny, builtin_tfds_dir, tmp_path, capsys):
     work = tmp_path / "work"
     work.mkdir()
     out = work / "out"
@@ -476,9 +458,9 @@ def test_bad_image_sizes(tiny, tfds_dir, tmp_path, capsys):
     # temporary directory was made; it must be gone.
     assert_inprocess_bad(capsys, "finetune", r"MobileNetV2: .*32",
                          "mobilenet_v2", "--weights", "none", "--alpha", 0.35, "--image-size", 16,
-                         "--data-dir", tfds_dir, "--out", out, *FAST)
+                         "--data-dir", builtin_tfds_dir, "--out", out, *FAST)
     assert_inprocess_bad(capsys, "finetune", r"`image_size` does not match the model's input 32x32",
-                         tiny, "--image-size", 48, "--data-dir", tfds_dir, "--out", out)
+                         tiny, "--image-size", 48, "--data-dir", builtin_tfds_dir, "--out", out)
     assert_inprocess_bad(capsys, "finetune", r"argument --image-size: expected a positive size",
                          tiny, "--image-size", 0, "--out", out)
     assert_inprocess_bad(capsys, "finetune", r"argument --image-size: expected a positive size",
@@ -545,5 +527,6 @@ def test_help_lists_every_sub_command(capsys):
         cli.run(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for name in ("sites", "retrofit", "finetune", "export", "demo"):
-        assert name in out
+    listed = re.findall(r"^    (\w+) +\S", out, re.M)
+    assert listed == ["sites", "retrofit", "finetune", "export", "inspect", "demo"]
+    assert listed == list(cli.COMMANDS)

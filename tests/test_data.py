@@ -1,37 +1,13 @@
 """keras_se.data: the builtin TFDS dataset, image folders, TFDS catalog datasets, the pipeline."""
 
-import os
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
-from PIL import Image
 
 from keras_se import data as D
-
-
-def _builtin_dir(tmp_path_factory):
-    """One prepared keras_se_builtin per test worker (about 5 s to build)."""
-    path = tmp_path_factory.getbasetemp() / "tfds"
-    D.tfds_builder("builtin", str(path)).download_and_prepare()
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def tfds_dir(tmp_path_factory):
-    return _builtin_dir(tmp_path_factory)
-
-
-def _write_folder(root, classes=("a", "b", "c"), per_class=5, size=20, ext=".png"):
-    for k, name in enumerate(classes):
-        os.makedirs(root / name, exist_ok=True)
-        for i in range(per_class):
-            rng = np.random.default_rng([k, i])
-            image = D.draw_builtin_example(k % len(D.BUILTIN_CLASSES), rng, size=size)
-            Image.fromarray(image).save(root / name / f"img_{i}{ext}")
-    return root
 
 
 # ----------------------------------------------------------------- the drawings
@@ -60,9 +36,9 @@ def test_builtin_foreground_is_brighter_than_background():
 
 
 # ----------------------------------------------------------- the TFDS builder
-def test_builtin_loads_offline_with_tfds_load(tfds_dir):
+def test_builtin_loads_offline_with_tfds_load(builtin_tfds_dir):
     train, info = tfds.load(
-        "keras_se_builtin", data_dir=tfds_dir, split="train", as_supervised=True, with_info=True
+        "keras_se_builtin", data_dir=builtin_tfds_dir, split="train", as_supervised=True, with_info=True
     )
     assert info.features["label"].names == list(D.BUILTIN_CLASSES)
     assert info.splits["train"].num_examples == D.BUILTIN_SPLITS["train"][0]
@@ -71,10 +47,10 @@ def test_builtin_loads_offline_with_tfds_load(tfds_dir):
     np.testing.assert_array_equal(np.bincount(labels), [300] * 6)
 
 
-def test_builtin_examples_are_the_drawings(tfds_dir):
+def test_builtin_examples_are_the_drawings(builtin_tfds_dir):
     # Lossless PNG: the stored bytes are exactly what draw_builtin_example makes.
     n, seed = D.BUILTIN_SPLITS["validation"]
-    builder = tfds.builder("keras_se_builtin", data_dir=tfds_dir)
+    builder = tfds.builder("keras_se_builtin", data_dir=builtin_tfds_dir)
     ds = builder.as_dataset(split="validation", shuffle_files=False)
     found = {}
     for ex in ds.take(50):
@@ -85,13 +61,13 @@ def test_builtin_examples_are_the_drawings(tfds_dir):
         assert any(np.array_equal(image, d) for d in drawn[label::6])
 
 
-def test_load_data_builtin_pipeline(tfds_dir):
+def test_load_data_builtin_pipeline(builtin_tfds_dir):
     data = D.load_data(
         "builtin",
         image_size=40,
         batch_size=16,
         preprocess=keras.applications.mobilenet_v2.preprocess_input,
-        data_dir=tfds_dir,
+        data_dir=builtin_tfds_dir,
     )
     assert data.source == "builtin" and data.num_classes == 6
     assert (data.num_train, data.num_validation) == (1800, 600)
@@ -106,12 +82,24 @@ def test_load_data_builtin_pipeline(tfds_dir):
     np.testing.assert_array_equal(v1, v2)
 
 
-def test_load_data_augment_changes_train_images_only(tfds_dir):
-    data = D.load_data("builtin", image_size=32, batch_size=8, data_dir=tfds_dir, augment=True,
-                       cache=False)
-    x, _ = next(iter(data.train))
-    assert x.shape == (8, 32, 32, 3)
-    assert 0.0 <= float(tf.reduce_min(x)) and float(tf.reduce_max(x)) <= 255.0
+def test_load_data_augment_changes_train_images_only(builtin_tfds_dir):
+    def first_batches(augment):
+        data = D.load_data("builtin", image_size=32, batch_size=8, data_dir=builtin_tfds_dir,
+                           augment=augment, cache=False, seed=3)
+        (xt, yt), (xv, yv) = next(iter(data.train)), next(iter(data.validation))
+        return xt.numpy(), yt.numpy(), xv.numpy(), yv.numpy()
+
+    plain_x, plain_y, plain_vx, plain_vy = first_batches(False)
+    aug_x, aug_y, aug_vx, aug_vy = first_batches(True)
+    # The same shuffled examples (same seed), so the labels agree...
+    np.testing.assert_array_equal(plain_y, aug_y)
+    # ...but every training image is changed, and stays a valid image of the same size.
+    assert aug_x.shape == plain_x.shape == (8, 32, 32, 3)
+    assert all(np.abs(a - p).mean() > 1.0 for a, p in zip(aug_x, plain_x))
+    assert 0.0 <= aug_x.min() and aug_x.max() <= 255.0
+    # Validation images are never augmented.
+    np.testing.assert_array_equal(plain_vx, aug_vx)
+    np.testing.assert_array_equal(plain_vy, aug_vy)
 
 
 def test_augment_image_keeps_shape_and_range():
@@ -122,8 +110,8 @@ def test_augment_image_keeps_shape_and_range():
 
 
 # ------------------------------------------------------------- image folders
-def test_folder_split_is_stratified_and_deterministic(tmp_path):
-    root = _write_folder(tmp_path / "imgs", per_class=10)
+def test_folder_split_is_stratified_and_deterministic(tmp_path, image_folder):
+    root = image_folder(tmp_path / "imgs", per_class=10)
     a = D.load_data(str(root), image_size=16, batch_size=64, val_split=0.2, seed=3)
     b = D.load_data(str(root), image_size=16, batch_size=64, val_split=0.2, seed=3)
     assert a.source == "folder" and a.class_names == ["a", "b", "c"]
@@ -136,15 +124,15 @@ def test_folder_split_is_stratified_and_deterministic(tmp_path):
     assert xa.shape == (6, 16, 16, 3)
 
 
-def test_folder_with_train_and_val_subfolders(tmp_path):
-    _write_folder(tmp_path / "ds" / "train", per_class=4, ext=".jpg")
-    _write_folder(tmp_path / "ds" / "val", per_class=2)
+def test_folder_with_train_and_val_subfolders(tmp_path, image_folder):
+    image_folder(tmp_path / "ds" / "train", per_class=4, ext=".jpg")
+    image_folder(tmp_path / "ds" / "val", per_class=2)
     data = D.load_data(str(tmp_path / "ds"), image_size=16, batch_size=4)
     assert (data.num_train, data.num_validation) == (12, 6)
     assert "train/ and val/" in data.description
 
 
-def test_folder_errors(tmp_path):
+def test_folder_errors(tmp_path, image_folder):
     missing = tmp_path / "nope"
     with pytest.raises(ValueError, match=r"`data` folder does not exist: .*Received: data="):
         D.load_data(str(missing))
@@ -155,18 +143,18 @@ def test_folder_errors(tmp_path):
     (tmp_path / "noimg" / "cls" / "notes.txt").write_text("x")
     with pytest.raises(ValueError, match=r"`data` folder holds no images"):
         D.load_data(str(tmp_path / "noimg"))
-    one = _write_folder(tmp_path / "one", classes=("only",))
+    one = image_folder(tmp_path / "one", classes=("only",))
     with pytest.raises(ValueError, match=r"at least 2 classes .*'only'"):
         D.load_data(str(one))
-    bad = _write_folder(tmp_path / "bad")
+    bad = image_folder(tmp_path / "bad")
     (bad / "b" / "broken.jpg").write_bytes(b"this is not a jpeg")
     with pytest.raises(ValueError, match=r"not a readable image: .*broken\.jpg"):
         D.load_data(str(bad))
-    _write_folder(tmp_path / "mis" / "train", classes=("a", "b"))
-    _write_folder(tmp_path / "mis" / "val", classes=("a", "b", "c"))
+    image_folder(tmp_path / "mis" / "train", classes=("a", "b"))
+    image_folder(tmp_path / "mis" / "val", classes=("a", "b", "c"))
     with pytest.raises(ValueError, match=r"different classes \(2 vs 3"):
         D.load_data(str(tmp_path / "mis"))
-    tiny = _write_folder(tmp_path / "tiny", per_class=1)
+    tiny = image_folder(tmp_path / "tiny", per_class=1)
     with pytest.raises(ValueError, match=r"too few images"):
         D.load_data(str(tiny))
     afile = tmp_path / "file.png"
@@ -175,8 +163,8 @@ def test_folder_errors(tmp_path):
         D.load_data(str(afile))
 
 
-def test_argument_errors(tmp_path):
-    root = _write_folder(tmp_path / "imgs")
+def test_argument_errors(tmp_path, image_folder):
+    root = image_folder(tmp_path / "imgs")
     with pytest.raises(ValueError, match=r"`val_split` must be a fraction .*Received: val_split=1\.5"):
         D.load_data(str(root), val_split=1.5)
     with pytest.raises(ValueError, match=r"`image_size` must be .*Received: image_size=0"):
@@ -230,16 +218,3 @@ def test_tfds_catalog_path_with_a_local_builder(tmp_path):
 def test_unknown_tfds_name_lists_near_matches():
     with pytest.raises(ValueError, match=r"Did you mean: .*mnist.*Received: data='mnsit'"):
         D.load_data("mnsit")
-
-
-def test_docstring_examples_are_true():
-    import doctest
-
-    finder = doctest.DocTestFinder()
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
-    tests = [t for t in finder.find(D) if t.examples]
-    assert "keras_se.data.draw_builtin_example" in {t.name for t in tests}
-    for test in tests:
-        runner.run(test)
-    results = runner.summarize(verbose=False)
-    assert results.attempted >= 3 and results.failed == 0

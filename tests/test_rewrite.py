@@ -8,6 +8,8 @@ from keras import layers
 import keras_se
 from keras_se import SqueezeExcite, add_se_blocks, find_se_sites
 
+pytestmark = pytest.mark.core
+
 
 def conv_block(x, filters, name, stride=1):
     x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
@@ -161,6 +163,21 @@ def test_ratio_callable_and_se_options():
     assert [s.params for s in report.sites] == [se1.count_params(), se2.count_params()]
     x = rand((2, 16, 16, 3))
     np.testing.assert_allclose(new(x), model(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"divisor": 8}, {"divisor": 8, "round_limit": 0.0}, {"units": 5}, {"min_units": 6},
+    {"use_bias": False}, {"divisor": 4, "min_units": 8, "use_bias": False},
+])
+def test_sites_and_rewrite_share_one_bottleneck_width(options):
+    # `keras-se sites` (find_se_sites) and add_se_blocks count parameters from one
+    # source: the report, the dry run and the built layers agree for every option.
+    model = small_cnn()
+    dry = find_se_sites(model, ratio=4, **options)
+    new, report = add_se_blocks(model, ratio=4, return_report=True, **options)
+    built = [new.get_layer(s.se_name).count_params() for s in report.sites]
+    assert [s.params for s in dry] == [s.params for s in report.sites] == built
+    assert report.params_added == new.count_params() - model.count_params()
 
 
 def test_init_standard_changes_outputs():
