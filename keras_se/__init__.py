@@ -6,9 +6,13 @@ from keras_se.cli import early_stderr_filter as _early_stderr_filter
 
 _early_stderr_filter()
 
+from keras_se.hub import from_preset  # noqa: E402
+from keras_se.hub import install_import_hook as _hub_hook  # noqa: E402
 from keras_se.layers import SqueezeExcite, make_divisible  # noqa: E402
 from keras_se.rewrite import NoSitesError, SEReport, add_se_blocks  # noqa: E402
 from keras_se.sites import PLACEMENTS, Site, Skipped, find_se_sites  # noqa: E402
+
+_hub_hook()  # SE classes for keras-hub models, registered once keras_hub is imported
 
 __version__ = "0.1.0"
 
@@ -22,6 +26,7 @@ __all__ = [
     "__version__",
     "add_se_blocks",
     "find_se_sites",
+    "from_preset",
     "make_divisible",
 ]
 

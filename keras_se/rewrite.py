@@ -11,6 +11,7 @@ from typing import Any
 import keras
 from keras import tree
 
+from keras_se import hub as _hub
 from keras_se.layers import SqueezeExcite
 from keras_se.sites import (
     PLACEMENTS,
@@ -387,6 +388,9 @@ def add_se_blocks(
     _check_se_options(se_options)
     if init == "identity" and se_options.get("gate") == "relu":
         SqueezeExcite(init=init, gate="relu")  # raises the layer's ValueError
+    hub = _hub.rewrite_hub_model(model, placement, ratio=ratio, select=select, init=init, skip_existing=skip_existing, return_report=return_report, verbose=verbose, **se_options)  # noqa: E501  keras-hub Backbones/Tasks keep their class
+    if hub is not None:
+        return hub
     finder = run_finder(model, placement, select, skip_existing, ratio, se_options)
     report = SEReport(model.name, placement, finder.sites, finder.skipped, model.count_params())
     if not finder.sites:
