@@ -12,7 +12,7 @@ WORKERS ?= 2
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,hub]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -30,6 +30,7 @@ bench: $(STAMP)
 table: $(STAMP)
 	$(PY) benchmarks/model_table.py --write-readme
 	$(PY) benchmarks/placement_table.py --write-readme
+	$(PY) benchmarks/hub_table.py --write-readme
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -25,6 +25,9 @@ setup(
         "importlib-resources>=5",
     ],
     extras_require={
+        # keras-hub models (Backbones, Tasks, presets): keras_se.hub. keras-hub 0.32
+        # needs Python 3.11+ and brings tensorflow-text.
+        "hub": ["keras-hub>=0.32; python_version>='3.11'"],
         "test": [
             "pytest>=7.4",
             "pytest-xdist>=3.5",

@@ -753,15 +753,40 @@ def find_opaque_layers(model, path: tuple = ()) -> list[OpaqueLayer]:
         subs = _sublayers(layer)
         if not any(isinstance(s, CONV_LAYERS) for s in subs):
             continue
-        se = [s for s in subs if isinstance(s, SqueezeExcite)
-              or _SE_CLASS_NAME.search(type(s).__name__)]
+        carries, se_name = _carries_se(layer, subs)
         out.append(OpaqueLayer(
             name="/".join(path + (layer.name,)),
             class_name=type(layer).__name__,
-            carries_se=bool(se),
-            se_class_name=type(se[0]).__name__ if se else None,
+            carries_se=carries,
+            se_class_name=se_name,
         ))
     return out
+
+
+_SE_RATIO_KEY = re.compile(r"(^|_)se_ratio$|squeeze_excite_ratio$|^squeeze_and_excite$")
+
+
+def _carries_se(layer, sublayers):
+    """(whether an opaque block computes SE inside, how it is called).
+
+    The block's own SE-ratio argument decides when it has one
+    (EfficientNet's `se_ratio`, MobileNetV3's `squeeze_excite_ratio`: keras-hub
+    builds the SE sublayers even when the ratio is 0 and then skips them);
+    otherwise a sublayer that is keras_se's `SqueezeExcite` or whose class is
+    named like SqueezeAndExcite.
+    """
+    se = [s for s in sublayers if isinstance(s, SqueezeExcite)
+          or _SE_CLASS_NAME.search(type(s).__name__)]
+    named = type(se[0]).__name__ if se else None
+    try:
+        config = layer.get_config()
+    except Exception:  # noqa: BLE001 - a layer without a usable config
+        config = {}
+    for key, value in config.items():
+        if _SE_RATIO_KEY.search(key):
+            on = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+            return on, ((named or f"SE ({key}={value})") if on else None)
+    return bool(se), named
 
 
 def _names(items, limit=6):

@@ -324,7 +324,8 @@ def add_se_blocks(
 
     Built on `keras.models.clone_model` with a `clone_function` (copies of the
     layers) and a `call_function` (the SE insertion), recursing into nested
-    Functional and Sequential models at any depth.
+    Functional and Sequential models at any depth. A keras-hub `Backbone` or
+    `Task` keeps its class, config and presets (`keras_se.hub`).
 
     Placements (Hu et al., 2018, Section 6.5 and Table 14):
         - `"post_activation"`: after every non-linear activation fed by a
@@ -388,8 +389,8 @@ def add_se_blocks(
     _check_se_options(se_options)
     if init == "identity" and se_options.get("gate") == "relu":
         SqueezeExcite(init=init, gate="relu")  # raises the layer's ValueError
-    hub = _hub.rewrite_hub_model(model, placement, ratio=ratio, select=select, init=init, skip_existing=skip_existing, return_report=return_report, verbose=verbose, **se_options)  # noqa: E501  keras-hub Backbones/Tasks keep their class
-    if hub is not None:
+    hub = _hub.rewrite_hub_model(model, placement, ratio=ratio, select=select, init=init, skip_existing=skip_existing, return_report=return_report, verbose=verbose, **se_options)
+    if hub is not None:  # a keras-hub Backbone or Task keeps its class (keras_se.hub)
         return hub
     finder = run_finder(model, placement, select, skip_existing, ratio, se_options)
     report = SEReport(model.name, placement, finder.sites, finder.skipped, model.count_params())
