@@ -434,8 +434,7 @@ def register_se_classes() -> int:
 
 def __getattr__(name):
     # `keras_se.hub.SEResNetBackbone` before the classes are registered.
-    if name.startswith("SE") and name != "SEBackbone":
-        _keras_hub(f"keras_se.hub.{name}")
+    if name.startswith("SE") and name != "SEBackbone" and _hub_installed():
         register_se_classes()
         if name in globals():
             return globals()[name]
@@ -1097,9 +1096,11 @@ def _load_preset(kh, preset, task, task_kwargs, load_weights, task_config):
 
             task_config = load_json(preset, "task.json")
     if task_config is None:
-        if task is True:
+        if task is True or task_kwargs:
             raise ValueError(
-                f"`task=True` but the preset has no task.json. Received: preset={preset!r}"
+                "The preset has no task.json: pass `task` (a Task class or its name, such as "
+                "'ImageClassifier') to build a task around its backbone. Received: "
+                f"preset={preset!r}, task={task!r}, task_kwargs={task_kwargs!r}"
             )
         return kh.models.Backbone.from_preset(preset, load_weights=load_weights)
     cls = keras.saving.get_registered_object(task_config["registered_name"])

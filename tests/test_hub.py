@@ -155,6 +155,8 @@ def test_base_weights_load_into_se_backbone(kh, resnet, se_resnet, images, tmp_p
     model, report = keras_se.from_preset(preset, return_report=True)  # "auto": residual
     assert type(model).__name__ == "SEResNetBackbone" and len(report.sites) == 3
     assert np.abs(run(model, images) - run(resnet, images)).max() == 0.0
+    with pytest.raises(ValueError, match="The preset has no task.json: pass `task`"):
+        keras_se.from_preset(preset, task_kwargs={"num_classes": 3})
 
 
 def test_pyramid_outputs_by_layer_name(kh, resnet, se_resnet, images):
