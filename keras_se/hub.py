@@ -45,9 +45,11 @@ __all__ = [
     "HUB_PLACEMENTS",
     "PIP_HINT",
     "HubPreset",
+    "OpaqueLayer",
     "SEBackbone",
     "find_opaque_layers",
     "from_preset",
+    "hub_hint",
     "install_import_hook",
     "is_hub_model",
     "register_se_classes",
@@ -498,9 +500,6 @@ def install_import_hook() -> None:
 
 
 # ================================================================ SE specs
-_SPEC_KEYS = ("placement", "select", "ratio", "init", "skip_existing")
-
-
 def _serializable(value):
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
