@@ -65,6 +65,7 @@ bench: $(TEST_STAMP)
 table: $(TEST_STAMP)
 	$(PY) benchmarks/model_table.py --write-readme
 	$(PY) benchmarks/placement_table.py --write-readme
+	$(PY) benchmarks/hub_table.py --write-readme
 
 clean:
 	rm -rf $(VENV) $(CORE_VENV) *.egg-info .pytest_cache

@@ -30,7 +30,9 @@ EXTRAS = {
     # PyPI's Linux torch wheel is a CUDA build (several GB); for a CPU-only machine
     # install torch from https://download.pytorch.org/whl/cpu first (README).
     "torch": ["torch>=2.4"],
-    "hub": ["keras-hub>=0.20"],
+    # keras-hub models (Backbones, Tasks, presets): keras_se.hub. keras-hub 0.32 needs
+    # Python 3.11+ and Keras 3.15, and brings tensorflow-text.
+    "hub": ["keras-hub>=0.32; python_version>='3.11'"],
     "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "tf2onnx>=1.16"],
     "timm": ["timm>=1.0", "safetensors>=0.4"],
 }

@@ -23,6 +23,8 @@ if _os.path.basename(_sys.argv[0] if _sys.argv else "") in ("keras-se", "keras-s
     _install_stderr_filter()
 del _argv
 
+from keras_se.hub import from_preset  # noqa: E402
+from keras_se.hub import install_import_hook as _hub_hook  # noqa: E402
 from keras_se.layers import SqueezeExcite, make_divisible  # noqa: E402
 from keras_se.rewrite import NoSitesError, SEReport, add_se_blocks  # noqa: E402
 from keras_se.sites import PLACEMENTS, Site, Skipped, find_se_sites  # noqa: E402
@@ -44,6 +46,10 @@ _LAZY = {
     "export_tflite": ("keras_se.export", "export_tflite"),
 }
 
+# SE classes for keras-hub models, registered once keras_hub is imported (keras-hub
+# looks a preset's class up in Keras's registry).
+_hub_hook()
+
 __all__ = [
     "PLACEMENTS",
     "NoSitesError",
@@ -58,6 +64,7 @@ __all__ = [
     "export_tflite",
     "find_se_sites",
     "freeze_backbone",
+    "from_preset",
     "inspect",
     "load_data",
     "make_divisible",

@@ -69,6 +69,32 @@ def producer(tensor) -> tuple[Any, Any] | None:
     return operation, operation._inbound_nodes[node_index]
 
 
+def keras_history(tensor) -> tuple[Any, int, int]:
+    """`(operation, call index, output index)` that made the symbolic `tensor`.
+
+    Missing public API: as for `producer`.
+    """
+    operation, node_index, tensor_index = tensor._keras_history
+    return operation, node_index, tensor_index
+
+
+def call_output(operation, call_index: int, output_index: int = 0):
+    """The symbolic output `output_index` of `operation`'s `call_index`-th call.
+
+    Missing public API: a layer called several times exposes only its first call's
+    output (`layer.output`).
+    """
+    return operation._inbound_nodes[call_index].output_tensors[output_index]
+
+
+def call_count(operation) -> int:
+    """How many times `operation` was called in Functional graphs.
+
+    Missing public API: as for `call_output`.
+    """
+    return len(operation._inbound_nodes)
+
+
 def producing_layer_name(tensor) -> str | None:
     """The name of the layer (an `InputLayer` for an input) that made `tensor`."""
     made = producer(tensor)

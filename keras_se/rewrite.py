@@ -12,6 +12,7 @@ import keras
 from keras import tree
 
 from keras_se import _keras_compat as compat
+from keras_se import hub as _hub
 from keras_se.layers import SE_OPTIONS, SqueezeExcite
 from keras_se.sites import (
     PLACEMENTS,
@@ -304,7 +305,8 @@ def add_se_blocks(
 
     Built on `keras.models.clone_model` with a `clone_function` (copies of the
     layers) and a `call_function` (the SE insertion), recursing into nested
-    Functional and Sequential models at any depth.
+    Functional and Sequential models at any depth. A keras-hub `Backbone` or
+    `Task` keeps its class, config and presets (`keras_se.hub`).
 
     Placements (Hu et al., 2018, Section 6.5 and Table 14):
         - `"post_activation"`: after every non-linear activation fed by a
@@ -368,6 +370,13 @@ def add_se_blocks(
     _check_se_options(se_options)
     if init == "identity" and se_options.get("gate") == "relu":
         SqueezeExcite(init=init, gate="relu")  # raises the layer's ValueError
+    # A keras-hub Backbone or Task keeps its class, config and presets (keras_se.hub).
+    hub = _hub.rewrite_hub_model(
+        model, placement, ratio=ratio, select=select, init=init, skip_existing=skip_existing,
+        return_report=return_report, verbose=verbose, **se_options,
+    )
+    if hub is not None:
+        return hub
     finder = run_finder(model, placement, select, skip_existing, ratio, se_options)
     report = SEReport(model.name, placement, finder.sites, finder.skipped, model.count_params())
     if not finder.sites:

@@ -337,7 +337,7 @@ def _spatial_is_one(spatial):
 class _Finder:
     def __init__(self, placement, select, skip_existing, ratio, se_kwargs):
         self.placement = placement
-        self.select = _compile_select(select)
+        self.select = compile_select(select)
         self.skip_existing = skip_existing
         self.ratio = ratio
         self.se_kwargs = se_kwargs
@@ -614,7 +614,8 @@ def _unique_name(name, taken):
 
 
 
-def _compile_select(select) -> Callable[[Site], bool]:
+def compile_select(select) -> Callable[[Site], bool]:
+    """`select` (None, a regex, a list of names, a callable) as a `callable(site) -> bool`."""
     if select is None:
         return lambda site: True
     if isinstance(select, str):
