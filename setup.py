@@ -25,7 +25,16 @@ setup(
         "importlib-resources>=5",
     ],
     extras_require={
+        # Trained SE-ResNets from timm (keras_se.applications.timm_weights): .safetensors
+        # through safetensors' NumPy API, downloads through huggingface_hub's cache, the
+        # v1.5 / ResNet-D checkpoints on keras-hub's ResNetBackbone. No torch needed.
+        "timm": ["safetensors>=0.4", "huggingface_hub>=0.23", "keras-hub>=0.20"],
         "test": [
+            # The conversion tests compare with timm itself (which pulls torch).
+            "safetensors>=0.4",
+            "huggingface_hub>=0.23",
+            "keras-hub>=0.20",
+            "timm>=1.0",
             "pytest>=7.4",
             "pytest-xdist>=3.5",
             "nbclient>=0.9",

@@ -57,6 +57,7 @@ __all__ = [
     "TimmCheckpoint",
     "WeightsUnavailableError",
     "build_legacy_seresnet",
+    "build_timm_model",
     "detect_architecture",
     "from_timm",
     "is_timm_weights",
@@ -204,6 +205,8 @@ def preprocess_input(x, data_format: str | None = None):
 # -------------------------------------------------------------------- resolving
 def is_timm_weights(weights: Any) -> bool:
     """True if `weights` names a timm checkpoint: `"timm:..."` or a `.safetensors`/`.pth` path."""
+    if isinstance(weights, TimmCheckpoint):
+        return True
     if isinstance(weights, os.PathLike):
         weights = os.fspath(weights)
     if not isinstance(weights, str):
@@ -1059,7 +1062,7 @@ def _build_hub_layout(arch, *, include_top, input_shape, pooling, classifier_act
 
 
 def from_timm(
-    weights: str | os.PathLike,
+    weights: str | os.PathLike | TimmCheckpoint,
     *,
     include_top: bool = True,
     input_shape: tuple[int | None, ...] | None = None,
@@ -1079,8 +1082,8 @@ def from_timm(
     1000-class `predictions` layer. Feed it `preprocess_input` of this module.
 
     Args:
-        weights: `"timm:ARCH[.TAG]"` or a `.safetensors`/`.pth` file; see
-            `resolve_timm_weights`.
+        weights: `"timm:ARCH[.TAG]"`, a `.safetensors`/`.pth` file (see
+            `resolve_timm_weights`) or a `TimmCheckpoint`.
         include_top: include the ImageNet classifier. Defaults to `True`.
         input_shape: `(height, width, 3)`; None for the default (224 for the
             legacy models, any size for the keras-hub ones). Defaults to `None`.
@@ -1114,7 +1117,8 @@ def from_timm(
     _check_head(include_top, classes)
     if isinstance(weights, str) and weights.startswith("timm:"):
         parse_timm_name(weights)  # refuse an unsupported name before any download
-    ckpt = resolve_timm_weights(weights, cache_dir=cache_dir, offline=offline)
+    ckpt = weights if isinstance(weights, TimmCheckpoint) else resolve_timm_weights(
+        weights, cache_dir=cache_dir, offline=offline)
     arch = ckpt.architecture
     if arch.layout == "legacy":
         kwargs = {} if name is None else {"name": name}
@@ -1129,3 +1133,80 @@ def from_timm(
                               pooling=pooling, classifier_activation=classifier_activation,
                               name=name)
     return _load(model, ckpt, state)
+
+
+# ---------------------------------------------------------------- the command line
+def build_timm_model(
+    model_name: str | None,
+    weights: str | os.PathLike | TimmCheckpoint | None = None,
+    *,
+    include_top: bool = True,
+    input_shape: tuple[int | None, ...] | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | None = "softmax",
+    cache_dir: str | None = None,
+    offline: bool | None = None,
+) -> tuple[keras.Model, TimmCheckpoint]:
+    """The command line's door: `MODEL` and `--weights` -> the model and its checkpoint.
+
+    `keras-se finetune seresnet50 --weights timm:legacy_seresnet50.in1k` calls
+    `build_timm_model("seresnet50", "timm:legacy_seresnet50.in1k", ...)`;
+    `keras-se finetune timm:seresnet50.ra2_in1k` calls
+    `build_timm_model("timm:seresnet50.ra2_in1k", None, ...)`. The checkpoint
+    must fit the zoo model (`legacy_seresnet50` -> `SEResNet50`, ...); v1.5 and
+    ResNet-D checkpoints are named as `MODEL` itself. Every check runs before
+    any download; `checkpoint.preprocess_input` is the input preprocessing to
+    use (and to record with the run).
+
+    Args:
+        model_name: a zoo name (`"seresnet50"`, `"SEResNet101"`, ...), a
+            `"timm:ARCH[.TAG]"` name, or None (then `weights` alone).
+        weights: `"timm:ARCH[.TAG]"`, a `.safetensors`/`.pth` file or a
+            `TimmCheckpoint`; None when `model_name` is a timm name.
+        include_top, input_shape, pooling, classes, classifier_activation:
+            as for `from_timm`.
+        cache_dir, offline: as for `resolve_timm_weights`.
+
+    Returns:
+        `(model, checkpoint)`.
+
+    Raises:
+        ValueError: a checkpoint that does not fit `model_name`, an
+            unsupported checkpoint, a bad argument.
+        WeightsUnavailableError: offline (or no network) and not cached; a
+            `ValueError` too, so the command line prints one line, exit 2.
+    """
+    if model_name is not None and model_name.startswith("timm:"):
+        if weights is not None and weights != model_name:
+            raise ValueError(
+                "`weights` must be left out when the model is itself a timm checkpoint. "
+                f"Received: model={model_name!r}, weights={weights!r}"
+            )
+        model_name, weights = None, model_name
+    if weights is None:
+        raise ValueError("`weights` must name a timm checkpoint. Received: weights=None")
+    spec = weights.spec if isinstance(weights, TimmCheckpoint) else os.fspath(weights)
+    if model_name is not None and spec.startswith("timm:"):
+        _check_zoo_fits(model_name, SUPPORTED[parse_timm_name(spec)[0]], spec)
+    _check_head(include_top, classes)
+    ckpt = weights if isinstance(weights, TimmCheckpoint) else resolve_timm_weights(
+        weights, cache_dir=cache_dir, offline=offline)
+    if model_name is not None:
+        _check_zoo_fits(model_name, ckpt.architecture, spec)
+    model = from_timm(ckpt, include_top=include_top, input_shape=input_shape,
+                      pooling=pooling, classes=classes,
+                      classifier_activation=classifier_activation)
+    return model, ckpt
+
+
+def _check_zoo_fits(model_name: str, arch: TimmArchitecture, spec: str) -> None:
+    from keras_se.applications import registry
+
+    info = registry.model_info(model_name)
+    if info.name != arch.zoo_constructor:
+        home = arch.zoo_constructor or f"no zoo model: use it as the model itself ({spec})"
+        raise ValueError(
+            f"`weights` {spec!r} is a {arch.name} checkpoint, which loads into {home}, "
+            f"not {info.name}. Received: model={model_name!r}, weights={spec!r}"
+        )

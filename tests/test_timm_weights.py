@@ -290,6 +290,26 @@ def test_unsupported_file_is_refused(tmp_path):
 
 
 # ----------------------------------------------------- torch-free: name resolution
+@pytest.mark.parametrize("model, weights, match", [
+    ("seresnet50", "timm:legacy_seresnet101.in1k", r"^`weights` 'timm:legacy_seresnet101\.in1k' "
+     r"is a legacy_seresnet101 checkpoint, which loads into SEResNet101, not SEResNet50\. "
+     r"Received: model='seresnet50', weights='timm:legacy_seresnet101\.in1k'$"),
+    ("se_mobilenet", "timm:legacy_seresnet50.in1k", r"loads into SEResNet50, not SEMobileNet"),
+    ("seresnet50", "timm:seresnet50.ra2_in1k", r"loads into no zoo model: use it as the model "
+     r"itself \(timm:seresnet50\.ra2_in1k\), not SEResNet50"),
+    ("timm:seresnet50", "timm:seresnet152d", r"^`weights` must be left out"),
+])
+def test_command_line_door_refuses_before_any_download(model, weights, match):
+    with pytest.raises(ValueError, match=match):
+        tw.build_timm_model(model, weights, offline=True)
+
+
+def test_command_line_door_offline(tmp_path):
+    with pytest.raises(tw.WeightsUnavailableError, match=r"^`weights` 'timm:seresnet152d' is not in the "
+                       r"local Hugging Face cache \(.*models--timm--seresnet152d\.ra2_in1k\)"):
+        tw.build_timm_model("timm:seresnet152d", cache_dir=str(tmp_path), offline=True)
+
+
 def test_parse_timm_name():
     assert tw.parse_timm_name("timm:legacy_seresnet50") == ("legacy_seresnet50", "in1k")
     assert tw.parse_timm_name("timm:seresnet50.ra2_in1k") == ("seresnet50", "ra2_in1k")
@@ -348,6 +368,31 @@ def test_local_file_is_detected(synthetic_legacy50):
     assert (ckpt.architecture.name, ckpt.tag, ckpt.path) == ("legacy_seresnet50", None, path)
     with pytest.raises(ValueError, match=r"^`weights` names a file that does not exist"):
         tw.resolve_timm_weights(path + ".missing.safetensors")
+
+
+def test_reading_needs_no_torch(synthetic_legacy50, tmp_path):
+    """In a process where torch cannot be imported: .safetensors read, .pth refused clearly."""
+    import subprocess
+
+    path, _ = synthetic_legacy50
+    pth = tmp_path / "model.pth"
+    pth.write_bytes(b"not read")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from keras_se.applications import timm_weights as tw\n"
+        f"state = tw.read_state_dict({path!r})\n"
+        f"print(tw.resolve_timm_weights({path!r}).architecture.name, len(state))\n"
+        f"try:\n    tw.read_state_dict({str(pth)!r})\n"
+        "except ValueError as e:\n    print(e)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert lines[0] == "legacy_seresnet50 384"
+    assert re.fullmatch(r"`weights` is a PyTorch pickle \(\.pth\), which needs torch to read "
+                        r"\(pip install torch\); or save it as \.safetensors.*"
+                        r"Received: weights='.*model\.pth'", lines[1])
 
 
 def test_preprocess_input_is_torch_mode():
