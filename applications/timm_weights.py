@@ -1058,7 +1058,7 @@ def _build_hub_layout(arch, *, include_top, input_shape, pooling, classifier_act
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     elif pooling == "max":
         x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
-    return keras.Model(inputs, x, name=name or f"se_{arch.name}")
+    return keras.Model(inputs, x, name=name or arch.name)
 
 
 def from_timm(
@@ -1092,8 +1092,8 @@ def from_timm(
         classes: must be 1000 with `include_top=True`. Defaults to `1000`.
         classifier_activation: the classifier's activation; None for logits.
             Defaults to `"softmax"`.
-        name: the model's name; None for `"se_resnet50"` (legacy) or
-            `"se_<arch>"`. Defaults to `None`.
+        name: the model's name; None for `"se_resnet50"` (legacy) or the
+            architecture's (`"seresnet152d"`). Defaults to `None`.
         cache_dir: see `resolve_timm_weights`. Defaults to `None`.
         offline: see `resolve_timm_weights`. Defaults to `None`.
 
