@@ -34,10 +34,19 @@ EXTRAS = {
     # Python 3.11+ and Keras 3.15, and brings tensorflow-text.
     "hub": ["keras-hub>=0.32; python_version>='3.11'"],
     "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "tf2onnx>=1.16"],
-    "timm": ["timm>=1.0", "safetensors>=0.4"],
+    # Trained SE-ResNets from timm (keras_se.applications.timm_weights): .safetensors
+    # through safetensors' NumPy API, downloads through huggingface_hub's cache, the
+    # v1.5 / ResNet-D checkpoints on keras-hub's ResNetBackbone. No torch needed.
+    "timm": [
+        "safetensors>=0.4",
+        "huggingface_hub>=0.23",
+        "keras-hub>=0.32; python_version>='3.11'",
+    ],
 }
 EXTRAS["all"] = sorted({r for reqs in EXTRAS.values() for r in reqs})
 EXTRAS["test"] = [
+    # The timm conversion tests compare with timm itself (which pulls torch).
+    "timm>=1.0",
     "pytest>=7.4",
     "pytest-xdist>=3.5",
     "nbclient>=0.9",

@@ -29,6 +29,10 @@ Weights: `None`, `"imagenet"` or a path. A file that holds `SqueezeExcite` weigh
 (`holds_se_weights`) is the SE model's own and loads whole; any other file is the
 stock model's, loaded by the stock constructor before SE is added.
 
+Trained SE weights: `SEResNet50/101/152(weights="timm:legacy_seresnet50.in1k")` loads
+timm's ImageNet-trained SE-ResNets, and `from_timm` builds any supported timm
+SE-ResNet (`keras_se.applications.timm_weights`).
+
 Example:
 
 >>> from keras_se import applications
@@ -71,6 +75,7 @@ from keras_se.applications.registry import (
 )
 from keras_se.applications.resnet import SEResNet50, SEResNet101, SEResNet152
 from keras_se.applications.resnet_v2 import SEResNet50V2, SEResNet101V2, SEResNet152V2
+from keras_se.applications.timm_weights import from_timm
 from keras_se.applications.vgg16 import SEVGG16
 from keras_se.applications.vgg19 import SEVGG19
 from keras_se.applications.xception import SEXception
@@ -105,6 +110,7 @@ __all__ = [
     "SEXception",
     "canonical_name",
     "default_input_size",
+    "from_timm",
     "get_model",
     "holds_se_weights",
     "list_models",

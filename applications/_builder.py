@@ -255,6 +255,8 @@ def build_se_model(
     weights (`holds_se_weights`) instead loads whole into the SE model built on
     a random base.
     """
+    if init is None:  # SEResNet50/101/152: None is "standard" with timm weights only
+        init = "identity"
     weights = check_weights(
         weights, base_kwargs.get("include_top", True), base_kwargs.get("classes", 1000)
     )
@@ -365,8 +367,14 @@ def _wrap(text: str, indent: int, first: str = "") -> str:
 
 
 def se_docstring(constructor: Callable, base_name: str, family: Family, *, module: str,
-                 n_sites: int, reference: str) -> str:
-    """The docstring of an SE constructor, from the shared template."""
+                 n_sites: int, reference: str, arg_docs: dict[str, str] | None = None,
+                 note: str | None = None) -> str:
+    """The docstring of an SE constructor, from the shared template.
+
+    `arg_docs` replaces the template's text of some arguments; `note` is a
+    paragraph added after the rationale.
+    """
+    docs = {**_ARG_DOCS, **(arg_docs or {})}
     params = inspect.signature(constructor).parameters
     default_name = params["name"].default
     fields = dict(
@@ -379,7 +387,7 @@ def se_docstring(constructor: Callable, base_name: str, family: Family, *, modul
     args = []
     for p in params.values():
         key = "**se_options" if p.kind is p.VAR_KEYWORD else p.name
-        args.append(_wrap(_ARG_DOCS[p.name].format(**fields), 8, f"{key}: "))
+        args.append(_wrap(docs[p.name].format(**fields), 8, f"{key}: "))
     select_text = f", select={family.select!r}" if family.select else ""
     intro = (
         f"A thin factory: `keras.applications.{base_name}` with the same arguments, "
@@ -390,7 +398,8 @@ def se_docstring(constructor: Callable, base_name: str, family: Family, *, modul
         se_name=constructor.__name__,
         base_name=base_name,
         intro=_wrap(intro, 4),
-        rationale=_wrap(family.rationale, 4),
+        rationale=_wrap(family.rationale, 4)
+        + ("\n\n" + "\n\n".join(_wrap(n, 4) for n in note.split("\n\n")) if note else ""),
         args="\n".join(args),
         module=module,
         reference=reference,
@@ -432,17 +441,21 @@ class ModelInfo:
         return self.module.decode_predictions
 
 
-def zoo_entry(constructor: Callable, base: str, *, se_blocks: int, reference: str) -> ModelInfo:
+def zoo_entry(
+    constructor: Callable, base: str, *, se_blocks: int, reference: str,
+    arg_docs: dict[str, str] | None = None, note: str | None = None,
+) -> ModelInfo:
     """Declares an SE constructor: writes its docstring and returns its `ModelInfo`.
 
     Called at the bottom of each family module, whose `FAMILY` it reads; the
-    registry collects the family modules' `MODELS` lists.
+    registry collects the family modules' `MODELS` lists. `arg_docs` and `note`
+    go to `se_docstring`.
     """
     module = sys.modules[constructor.__module__]
     family = module.FAMILY
     constructor.__doc__ = se_docstring(
         constructor, base, family, module=module.__name__.rsplit(".", 1)[-1],
-        n_sites=se_blocks, reference=reference,
+        n_sites=se_blocks, reference=reference, arg_docs=arg_docs, note=note,
     )
     return ModelInfo(constructor.__name__, constructor, base, module, family, se_blocks,
                      default_input_size(base))

@@ -128,3 +128,14 @@ def run_through_graph(model, inputs, operation_fn: Callable) -> Any:
     `clone_model(call_function=...)` gives the same hook but copies the layers.
     """
     return graph_of(model)._run_through_graph(inputs, operation_fn=operation_fn)
+
+
+def keras_hub_timm_resnet_converter():
+    """keras-hub's converter of timm ResNet checkpoints (`convert_weights`, `convert_head`).
+
+    Missing public API: keras-hub converts timm checkpoints only inside
+    `from_preset("hf://timm/...")`, which refuses SE-ResNet checkpoints.
+    """
+    from keras_hub.src.utils.timm import convert_resnet
+
+    return convert_resnet

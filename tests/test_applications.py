@@ -165,7 +165,10 @@ def test_signature_is_keras_plus_se_options(name):
     assert ours["weights"].default == "imagenet"
     se = list(ours)[len(stock):]
     assert se == ["ratio", "squeeze", "gate", "init", "placement", "select", "se_options"]
-    assert ours["init"].default == "identity" and ours["ratio"].default == 16
+    # SEResNet50/101/152: None, "standard" with a timm checkpoint (test_timm_weights.py).
+    timm = info.module is applications.resnet
+    assert ours["init"].default == (None if timm else "identity")
+    assert ours["ratio"].default == 16
     assert [ours[p].kind for p in se] == [inspect.Parameter.KEYWORD_ONLY] * 6 + [
         inspect.Parameter.VAR_KEYWORD]
     # The generated docstring documents every argument.
