@@ -184,7 +184,9 @@ def resolve_model(text: str) -> ModelSpec:
     try:
         info = zoo.model_info(text)
     except ValueError as e:
-        if "already carries" in str(e):
+        # "se_efficientnetb0": the zoo says why there is no SE variant. A bare name
+        # ("mobilenet_v3") gets the nearest names below.
+        if "already carries" in str(e) and key.startswith("se"):
             raise
         info = None
     if info is not None:
