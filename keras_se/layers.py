@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import keras
@@ -13,6 +14,7 @@ INITS = ("standard", "identity")
 DATA_FORMATS = ("channels_last", "channels_first")
 
 _CPU_ONLY = None
+_MEAN_SQUEEZE = False
 
 
 def _tensorflow_cpu_only() -> bool:
@@ -26,6 +28,26 @@ def _tensorflow_cpu_only() -> bool:
 
             _CPU_ONLY = all(d.device_type == "CPU" for d in tf.config.list_logical_devices())
     return _CPU_ONLY
+
+
+@contextlib.contextmanager
+def mean_squeeze():
+    """Layers traced inside this block squeeze with `ops.mean`, on every device.
+
+    For exports that another runtime reads: the CPU fast path (`_pooled_mean`, a
+    whole-map average pool) becomes, in ONNX, an `AveragePool` with a fixed
+    kernel behind an extra layout transpose, where `ops.mean` over the spatial
+    axes becomes the `GlobalAveragePool` (or `ReduceMean`) that runtimes
+    recognise. The values are equal up to float32 rounding. It changes only
+    what is traced inside the block (Keras traces when it exports); it is not
+    thread-safe.
+    """
+    global _MEAN_SQUEEZE
+    previous, _MEAN_SQUEEZE = _MEAN_SQUEEZE, True
+    try:
+        yield
+    finally:
+        _MEAN_SQUEEZE = previous
 
 
 def make_divisible(value: int, divisor: int = 1, min_value: int = 1) -> int:
@@ -372,13 +394,15 @@ class SqueezeExcite(keras.layers.Layer):
         backends, channels_first, unknown sizes), for the max, and for a
         static batch of 1, where oneDNN's fixed cost per pooling call
         outweighs its faster read on small maps (`benchmarks/bench_models.py`,
-        MobileNet at batch 1), it is `ops.mean` / `ops.max`.
+        MobileNet at batch 1), it is `ops.mean` / `ops.max`; and inside
+        `mean_squeeze()` (exports for other runtimes), `ops.mean`.
         """
         rank = len(x.shape)
         axes = self._spatial_axes(rank)
         window = tuple(x.shape[a] for a in axes)
         if (
             reduce == "avg"
+            and not _MEAN_SQUEEZE
             and x.shape[0] != 1
             and self.data_format == "channels_last"
             and None not in window
