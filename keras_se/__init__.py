@@ -30,12 +30,13 @@ __all__ = [
 # is `keras_se.finetune.finetune`: a top-level `finetune` would hide its module.)
 from keras_se import inspect  # noqa: E402  (what the SE gates learn)
 from keras_se.data import load_data  # noqa: E402
-from keras_se.export import export_saved_model, export_tflite  # noqa: E402
+from keras_se.export import export_onnx, export_saved_model, export_tflite  # noqa: E402
 from keras_se.finetune import add_classifier_head, freeze_backbone  # noqa: E402
 
 __all__ += [
     "inspect",
     "add_classifier_head",
+    "export_onnx",
     "export_saved_model",
     "export_tflite",
     "freeze_backbone",

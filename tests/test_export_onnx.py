@@ -205,12 +205,15 @@ def test_onnx_runtime_matches_keras(name, request):
     # export_onnx's own check (4 images) ...
     assert exported.diff <= E.ONNX_ATOL
     # ... and the file at other batch sizes (the batch is dynamic), other images.
+    diffs = [exported.diff]
     for batch, seed in ((1, 11), (3, 12)):
         x = E.sample_inputs(model, batch_size=batch, seed=seed)
         expected = np.asarray(model(x, training=False))
         (got,) = E.run_onnx(exported.path, x)
         assert got.shape == expected.shape == (batch, model.outputs[0].shape[-1])
         np.testing.assert_allclose(got, expected, atol=E.ONNX_ATOL, rtol=0)
+        diffs.append(float(np.abs(got - expected).max()))
+    print(f"{name}: max abs diff {max(diffs):.2g} (outputs up to {np.abs(expected).max():.2g})")
     # The check means something: outputs depend on the input, and most SE
     # gates vary across channels and images (a gate that is constant, such as
     # identity init's 1 or a dead 1-unit bottleneck's sigmoid(0), proves little).
