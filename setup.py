@@ -25,6 +25,8 @@ setup(
         "importlib-resources>=5",
     ],
     extras_require={
+        # `pip install keras-se[onnx]`: keras_se.export_onnx, `keras-se export --format onnx`.
+        "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "tf2onnx>=1.17"],
         "test": [
             "pytest>=7.4",
             "pytest-xdist>=3.5",
@@ -32,6 +34,12 @@ setup(
             "nbformat>=5.9",
             "ipykernel>=6.25",
             "ai-edge-litert>=1.0",
+            # ONNX export (keras_se.export.export_onnx): Keras's exporter, tf2onnx on
+            # TensorFlow (1.17 is the first that installs beside TF 2.21's protobuf>=6),
+            # the file checked with onnx and run in ONNX Runtime.
+            "onnx>=1.16",
+            "onnxruntime>=1.18",
+            "tf2onnx>=1.17",
             "ruff>=0.5",
         ],
     },

@@ -9,6 +9,7 @@ does not depend on its input, and a parity check on it would prove nothing.
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 
@@ -43,6 +44,7 @@ MOBILENET_V2_SITES = {
     "residual_identity": 10,
 }
 # Stacking order in which every placement finds all of its own sites.
+STACKED_SITES = {}  # model name -> {placement: anchors}, filled by the builders
 STACK_ORDER = ("residual_post", "residual_identity", "residual", "residual_pre", "post_activation")
 
 
@@ -91,18 +93,27 @@ def _informative(model, seed=0, se_scale=None):
 
 
 class Exported:
-    """A model, its ONNX file and the parity `export_onnx` measured."""
+    """A model, its ONNX file, the parity `export_onnx` measured, and the graph's nodes.
 
-    def __init__(self, model, path, diff):
-        self.model, self.path, self.diff = model, path, diff
-        self.proto = onnx.load(path)
-        self.nodes = list(self.proto.graph.node)
+    Keeps the nodes and the small constants only, not the weights (100 MB for
+    ResNet50).
+    """
+
+    def __init__(self, name, model, path, diff):
+        self.name, self.model, self.path, self.diff = name, model, path, diff
+        proto = onnx.load(path)
+        self.nodes = list(proto.graph.node)
+        self.constants = {
+            init.name: onnx.numpy_helper.to_array(init)
+            for init in proto.graph.initializer
+            if np.prod(init.dims) <= 16
+        }
 
 
 def _export(model, tmp_path_factory, name):
     path = str(tmp_path_factory.mktemp("onnx") / f"{name}.onnx")
     diff = E.export_onnx(model, path)
-    return Exported(model, path, diff)
+    return Exported(name, model, path, diff)
 
 
 def _demo(init):
@@ -130,77 +141,85 @@ def _stacked(base):
     return model, counts
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    return _export(_informative(_demo("standard")), tmp_path_factory, "demo")
+def _build_demo():
+    return _informative(_demo("standard"))
 
 
-@pytest.fixture(scope="module")
-def demo_identity(tmp_path_factory):
-    model = _informative(_demo("identity"), seed=1, se_scale=0.3)
-    return _export(model, tmp_path_factory, "demo_identity")
+def _build_demo_identity():
+    return _informative(_demo("identity"), seed=1, se_scale=0.3)
 
 
-@pytest.fixture(scope="module")
-def se_resnet50(tmp_path_factory):
+def _build_se_resnet50():
     model = se_apps.SEResNet50(
         weights=None, input_shape=(SIZE, SIZE, 3), classes=10, classifier_activation=None,
         init="standard",
     )
-    return _export(_informative(model), tmp_path_factory, "se_resnet50")
+    return _informative(model)
 
 
-@pytest.fixture(scope="module")
-def se_mobilenet(tmp_path_factory):
+def _build_se_mobilenet():
     model = se_apps.SEMobileNet(
         weights=None, input_shape=(SIZE, SIZE, 3), alpha=0.25, classes=10,
         classifier_activation=None, init="standard",
     )
-    return _export(_informative(model), tmp_path_factory, "se_mobilenet")
+    return _informative(model)
 
 
-@pytest.fixture(scope="module")
-def resnet50_placements(tmp_path_factory):
+def _build_resnet50_placements():
     base = keras.applications.ResNet50(
         weights=None, input_shape=(SIZE, SIZE, 3), classes=10, classifier_activation=None
     )
-    model, sites = _stacked(base)
-    exported = _export(_informative(model), tmp_path_factory, "resnet50_placements")
-    exported.sites = sites
-    return exported
+    model, STACKED_SITES["resnet50_placements"] = _stacked(base)
+    return _informative(model)
 
 
-@pytest.fixture(scope="module")
-def mobilenet_v2_placements(tmp_path_factory):
+def _build_mobilenet_v2_placements():
     base = keras.applications.MobileNetV2(
         weights=None, input_shape=(SIZE, SIZE, 3), alpha=0.35, classes=10,
         classifier_activation=None,
     )
-    model, sites = _stacked(base)
-    exported = _export(_informative(model), tmp_path_factory, "mobilenet_v2_placements")
-    exported.sites = sites
-    return exported
+    model, STACKED_SITES["mobilenet_v2_placements"] = _stacked(base)
+    return _informative(model)
 
 
+# name: (builder, xdist group). Two ResNet50 exports take the longest: one group each,
+# so that `pytest -n 2 --dist loadgroup` can give them different workers.
 MODELS = {
-    # fixture: xdist group (the two ResNet50 exports take the longest: one worker each)
-    "demo": "onnx_mobile",
-    "demo_identity": "onnx_mobile",
-    "se_mobilenet": "onnx_mobile",
-    "mobilenet_v2_placements": "onnx_mobile",
-    "se_resnet50": "onnx_resnet_zoo",
-    "resnet50_placements": "onnx_resnet_placements",
+    "demo": (_build_demo, "onnx_mobile"),
+    "demo_identity": (_build_demo_identity, "onnx_mobile"),
+    "se_mobilenet": (_build_se_mobilenet, "onnx_mobile"),
+    "mobilenet_v2_placements": (_build_mobilenet_v2_placements, "onnx_mobile"),
+    "se_resnet50": (_build_se_resnet50, "onnx_resnet_zoo"),
+    "resnet50_placements": (_build_resnet50_placements, "onnx_resnet_placements"),
 }
 
 
-def _params():
-    return [pytest.param(name, marks=pytest.mark.xdist_group(group)) for name, group in MODELS.items()]
+@pytest.fixture(scope="module")
+def exported(request, tmp_path_factory):
+    """The model named by the test's parameter, built and exported once per module.
+
+    Parametrized and module-scoped: pytest runs the tests of one model
+    together and tears it down before building the next, so that one big
+    model at a time is held (two ResNet50s with their traces and the
+    converter's copies passed 6 GB).
+    """
+    name = request.param
+    build, _ = MODELS[name]
+    keras.utils.set_random_seed(0)
+    result = _export(build(), tmp_path_factory, name)
+    yield result
+    del result.model
+    keras.backend.clear_session()
+    gc.collect()
+
+
+def _params(names=tuple(MODELS)):
+    return [pytest.param(n, id=n, marks=pytest.mark.xdist_group(MODELS[n][1])) for n in names]
 
 
 # ---------------------------------------------------------------- parity
-@pytest.mark.parametrize("name", _params())
-def test_onnx_runtime_matches_keras(name, request):
-    exported = request.getfixturevalue(name)
+@pytest.mark.parametrize("exported", _params(), indirect=True)
+def test_onnx_runtime_matches_keras(exported):
     model = exported.model
     # export_onnx's own check (4 images) ...
     assert exported.diff <= E.ONNX_ATOL
@@ -213,7 +232,7 @@ def test_onnx_runtime_matches_keras(name, request):
         assert got.shape == expected.shape == (batch, model.outputs[0].shape[-1])
         np.testing.assert_allclose(got, expected, atol=E.ONNX_ATOL, rtol=0)
         diffs.append(float(np.abs(got - expected).max()))
-    print(f"{name}: max abs diff {max(diffs):.2g} (outputs up to {np.abs(expected).max():.2g})")
+    print(f"{exported.name}: max abs diff {max(diffs):.2g} (outputs up to {np.abs(expected).max():.2g})")
     # The check means something: outputs depend on the input, and most SE
     # gates vary across channels and images (a gate that is constant, such as
     # identity init's 1 or a dead 1-unit bottleneck's sigmoid(0), proves little).
@@ -226,9 +245,8 @@ def test_onnx_runtime_matches_keras(name, request):
     assert np.mean(np.asarray(spread) > 0.005) >= 0.5, spread
 
 
-@pytest.mark.parametrize("name", _params())
-def test_file_keeps_input_name_and_a_dynamic_batch(name, request):
-    exported = request.getfixturevalue(name)
+@pytest.mark.parametrize("exported", _params(), indirect=True)
+def test_file_keeps_input_name_and_a_dynamic_batch(exported):
     io = E.onnx_io(exported.path)
     ((input_name, shape),) = io["inputs"]
     assert input_name == exported.model.inputs[0].name
@@ -240,16 +258,14 @@ def test_file_keeps_input_name_and_a_dynamic_batch(name, request):
 
 
 @pytest.mark.parametrize(
-    "name, expected",
-    [
-        pytest.param("resnet50_placements", RESNET50_SITES, marks=pytest.mark.xdist_group("onnx_resnet_placements")),
-        pytest.param("mobilenet_v2_placements", MOBILENET_V2_SITES, marks=pytest.mark.xdist_group("onnx_mobile")),
-    ],
+    "exported", _params(["resnet50_placements", "mobilenet_v2_placements"]), indirect=True
 )
-def test_every_placement_is_in_the_exported_graph(name, expected, request):
-    exported = request.getfixturevalue(name)
+def test_every_placement_is_in_the_exported_graph(exported):
+    expected = {"resnet50_placements": RESNET50_SITES, "mobilenet_v2_placements": MOBILENET_V2_SITES}[
+        exported.name
+    ]
     # Stacked, each placement still found all the sites it finds alone ...
-    assert {p: len(s) for p, s in exported.sites.items()} == expected
+    assert {p: len(s) for p, s in STACKED_SITES[exported.name].items()} == expected
     assert len(_se_layers(exported.model)) == sum(expected.values())
     # ... and every SE block is in the graph: each Sigmoid is a gate over an
     # MLP over a global average.
@@ -281,9 +297,8 @@ def _block_ops(exported, se_name):
 
 
 def _const(exported, name):
-    for init in exported.proto.graph.initializer:
-        if init.name == name:
-            return onnx.numpy_helper.to_array(init)
+    if name in exported.constants:
+        return exported.constants[name]
     for node in exported.nodes:
         if node.op_type == "Constant" and node.output[0] == name:
             return onnx.numpy_helper.to_array(node.attribute[0].t)
@@ -320,18 +335,21 @@ def _walk_to_squeeze(exported, node):
 def _se_chain(exported, se_name):
     """The ops of one SE layer, from its gate back to its squeeze.
 
-    Starts at the layer's rescale (the node tf2onnx names `<scope>/mul`, where
-    the block's input meets the reshaped gate) and walks back from its gate
-    input: `["Sigmoid", "MatMul", "Relu", "MatMul", "GlobalAveragePool"]`.
+    Starts at the layer's rescale (its last `Mul`, where the block's input
+    meets the reshaped gate) and walks back from its gate input: `["Sigmoid", "MatMul", "Relu", "MatMul", "GlobalAveragePool"]`.
     """
     producer = _producer(exported)
     nodes = _block_nodes(exported, se_name)
-    (rescale,) = [n for n in nodes if n.op_type == "Mul" and n.name.endswith("/mul")]
+    used_inside = {i for n in nodes for i in n.input}
+    # The rescale is the block's last Mul: its output leaves the block.
+    (rescale,) = [n for n in nodes if n.op_type == "Mul" and n.output[0] not in used_inside]
     gate = next(producer[i] for i in rescale.input if i in producer and producer[i] in nodes)
     return _walk_to_squeeze(exported, gate)
 
 
-def test_se_block_op_types_in_se_resnet50(se_resnet50):
+@pytest.mark.parametrize("exported", _params(["se_resnet50"]), indirect=True)
+def test_se_block_op_types_in_se_resnet50(exported):
+    se_resnet50 = exported
     # The first SE block: 256 channels on a 16x16 map, after a 1x1 convolution
     # and its BatchNorm (folded into the Conv by tf2onnx).
     assert _se_chain(se_resnet50, "conv2_block1_3_bn_se") == [
@@ -345,8 +363,9 @@ def test_se_block_op_types_in_se_resnet50(se_resnet50):
     assert ops.count("Sigmoid") == 16
 
 
-@pytest.mark.xdist_group("onnx_mobile")
-def test_se_block_op_types_in_the_demo_model(demo):
+@pytest.mark.parametrize("exported", _params(["demo"]), indirect=True)
+def test_se_block_op_types_in_the_demo_model(exported):
+    demo = exported
     assert _se_chain(demo, "block_5_depthwise_relu_se") == [
         "Sigmoid", "MatMul", "Relu", "MatMul", "GlobalAveragePool",
     ]
@@ -356,8 +375,9 @@ def test_se_block_op_types_in_the_demo_model(demo):
     assert ops.count("GlobalAveragePool") + ops.count("ReduceMean") == 17 + 1
 
 
-@pytest.mark.xdist_group("onnx_mobile")
-def test_identity_init_gate_exports_as_two_sigmoid(demo_identity):
+@pytest.mark.parametrize("exported", _params(["demo_identity"]), indirect=True)
+def test_identity_init_gate_exports_as_two_sigmoid(exported):
+    demo_identity = exported
     # 2 * sigmoid(z): a Mul by the constant 2 right after the Sigmoid.
     assert _se_chain(demo_identity, "block_5_depthwise_relu_se") == [
         "Mul", "Sigmoid", "MatMul", "Relu", "MatMul", "GlobalAveragePool",
@@ -399,7 +419,7 @@ def test_gates_and_squeezes_export(tmp_path, gate, init, squeeze, gate_ops):
     path = str(tmp_path / "se.onnx")
     diff = E.export_onnx(model, path)
     assert diff <= E.ONNX_ATOL
-    exported = Exported(model, path, diff)
+    exported = Exported("se", model, path, diff)
     ops = _block_ops(exported, "se")
     assert ops.count("GlobalAveragePool") + ops.count("ReduceMean") == 1
     assert ("ReduceMax" in ops or "GlobalMaxPool" in ops) == (squeeze == "avg_max")
