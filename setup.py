@@ -33,7 +33,9 @@ EXTRAS = {
     # keras-hub models (Backbones, Tasks, presets): keras_se.hub. keras-hub 0.32 needs
     # Python 3.11+ and Keras 3.15, and brings tensorflow-text.
     "hub": ["keras-hub>=0.32; python_version>='3.11'"],
-    "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "tf2onnx>=1.16"],
+    # `pip install keras-se[onnx]`: keras_se.export_onnx, `keras-se export --format onnx`.
+    # tf2onnx 1.16 and older pin protobuf 3.20, which TensorFlow 2.21 cannot use.
+    "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "tf2onnx>=1.17"],
     # Trained SE-ResNets from timm (keras_se.applications.timm_weights): .safetensors
     # through safetensors' NumPy API, downloads through huggingface_hub's cache, the
     # v1.5 / ResNet-D checkpoints on keras-hub's ResNetBackbone. No torch needed.

@@ -44,6 +44,7 @@ _LAZY = {
     "load_data": ("keras_se.data", "load_data"),
     "export_saved_model": ("keras_se.export", "export_saved_model"),
     "export_tflite": ("keras_se.export", "export_tflite"),
+    "export_onnx": ("keras_se.export", "export_onnx"),
 }
 
 # SE classes for keras-hub models, registered once keras_hub is imported (keras-hub
@@ -60,6 +61,7 @@ __all__ = [
     "__version__",
     "add_classifier_head",
     "add_se_blocks",
+    "export_onnx",
     "export_saved_model",
     "export_tflite",
     "find_se_sites",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import keras
@@ -59,6 +60,26 @@ def pooled_squeeze_enabled() -> bool:
             d.device_type == "CPU" for d in tf.config.list_logical_devices()
         )
     return _POOLED_SQUEEZE["detected"]
+
+
+@contextlib.contextmanager
+def mean_squeeze():
+    """Layers traced inside this block squeeze with `ops.mean`, on every device.
+
+    For exports that another runtime reads: the CPU fast path (`_pooled_mean`, a
+    whole-map average pool) becomes, in ONNX, an `AveragePool` with a fixed
+    kernel behind an extra layout transpose, where `ops.mean` over the spatial
+    axes becomes the `GlobalAveragePool` (or `ReduceMean`) that runtimes
+    recognise. The values are equal up to float32 rounding. It changes only
+    what is traced inside the block (Keras traces when it exports); it is not
+    thread-safe.
+    """
+    previous = _POOLED_SQUEEZE["forced"]
+    _POOLED_SQUEEZE["forced"] = False
+    try:
+        yield
+    finally:
+        _POOLED_SQUEEZE["forced"] = previous
 
 
 def make_divisible(
