@@ -59,7 +59,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-FORMATS = ("saved_model", "tflite")
+FORMATS = ("saved_model", "tflite", "onnx")
 QUANTIZATIONS = ("none", "float16")
 SAVED_MODEL_ATOL = 1e-5
 TFLITE_ATOL = {"none": 1e-4, "float16": 2e-2}
@@ -369,6 +369,15 @@ class ExportError(ValueError):
     """
 
 
+def onnx_requirements() -> list[str]:
+    """The packages `export_onnx` needs on this backend that are not installed."""
+    import importlib.util
+
+    needed = ["onnx", "onnxruntime"]
+    needed.append({"tensorflow": "tf2onnx", "jax": "jax2onnx"}.get(keras.backend.backend(), "onnx"))
+    return [n for n in dict.fromkeys(needed) if importlib.util.find_spec(n) is None]
+
+
 def _onnx_converter() -> str:
     backend = keras.backend.backend()
     if backend == "tensorflow":
@@ -489,6 +498,31 @@ def _onnx_io(proto) -> dict:
         "outputs": [(v.name, dims(v)) for v in proto.graph.output],
         "opset": opset,
     }
+
+
+def _name_batch_dimension(proto) -> bool:
+    """Names the dynamic batch dimension `batch` (converters write `unk__18`, `s0`, ...).
+
+    For a single-input model: the input's symbolic first dimension, and each output's
+    (the batch a Keras model keeps), wherever they appear in the graph's signature.
+    Returns whether anything was renamed.
+    """
+    graph = proto.graph
+
+    def first_symbol(value):
+        dims = value.type.tensor_type.shape.dim
+        return dims[0].dim_param if dims and dims[0].dim_param else None
+
+    if len(graph.input) != 1 or first_symbol(graph.input[0]) is None:
+        return False
+    symbols = {first_symbol(v) for v in (*graph.input, *graph.output)} - {None, "batch"}
+    if not symbols:
+        return False
+    for value in (*graph.input, *graph.output, *graph.value_info):
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in symbols:
+                dim.dim_param = "batch"
+    return True
 
 
 def _onnx_session(path: str, threads: int | None = None):
@@ -696,6 +730,8 @@ def export_onnx(
                 ) from e
             raise
         proto = onnx.load(tmp, load_external_data=False)
+        if _name_batch_dimension(proto):
+            onnx.save(proto, tmp)
         io = _onnx_io(proto)
         bad = _unsupported_onnx_nodes(proto)
         if bad:

@@ -250,10 +250,9 @@ def test_file_keeps_input_name_and_a_dynamic_batch(exported):
     io = E.onnx_io(exported.path)
     ((input_name, shape),) = io["inputs"]
     assert input_name == exported.model.inputs[0].name
-    assert isinstance(shape[0], str) and shape[0]  # a symbol, not a number
-    assert shape[1:] == [SIZE, SIZE, 3]
+    assert shape == ["batch", SIZE, SIZE, 3]  # a dynamic batch, named
     ((_, out_shape),) = io["outputs"]
-    assert isinstance(out_shape[0], str) and out_shape[1:] == [exported.model.outputs[0].shape[-1]]
+    assert out_shape == ["batch", exported.model.outputs[0].shape[-1]]
     assert io["opset"] == 15  # tf2onnx 1.17's default
 
 
@@ -513,3 +512,44 @@ def test_export_onnx_argument_errors_and_options(tmp_path):
     # A model never called exports too (its signature is given explicitly).
     fresh = _small_se_model(seed=1)
     assert E.export_onnx(fresh, str(tmp_path / "fresh.onnx")) <= E.ONNX_ATOL
+
+
+# ------------------------------------------------------------------ command line
+def _run_cli(*args, cwd):
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", "keras_se", *map(str, args)], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+def _own_lines(stderr):
+    noise = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} \d\d:\d\d|"
+                       r"To enable the following instructions)")
+    return [ln for ln in stderr.splitlines() if ln.strip() and not noise.match(ln)]
+
+
+def test_cli_export_onnx_prints_the_parity_and_refuses_an_unexportable_model(tmp_path):
+    good, bad = tmp_path / "good.keras", tmp_path / "bad.keras"
+    _small_se_model().save(good)
+    _unexportable().save(bad)
+    proc = _run_cli("export", good, "--format", "onnx", "--out", "good.onnx", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = proc.stdout.strip().splitlines()[-1]
+    assert re.search(r"wrote good\.onnx .*ONNX \(input 'pixels' \(batch, 12, 12, 3\), ONNX Runtime\) "
+                     r"matches Keras on 4 inputs: max abs diff \S+ \(tolerance 0\.0001\)", line), line
+    diff = float(re.search(r"max abs diff (\S+)", line).group(1))
+    x = E.sample_inputs(_small_se_model(), batch_size=4)
+    model = keras.saving.load_model(good)
+    assert diff == pytest.approx(E.check_onnx(str(tmp_path / "good.onnx"), x, model(x)), abs=1e-7)
+
+    proc = _run_cli("export", bad, "--format", "onnx", "--out", "bad.onnx", cwd=tmp_path)
+    lines = _own_lines(proc.stderr)
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert re.match(r"keras-se export: error: `model` cannot be exported to ONNX: layer "
+                    r"'lanczos_resize' \(Resizing\)", lines[0]), lines[0]
+    assert sorted(os.listdir(tmp_path)) == ["bad.keras", "good.keras", "good.onnx"]
+
+    proc = _run_cli("export", good, "--format", "onnx", "--out", "m.tflite", cwd=tmp_path)
+    assert proc.returncode == 2 and "must end with .onnx" in _own_lines(proc.stderr)[0]
