@@ -33,6 +33,10 @@ setup(
             "ipykernel>=6.25",
             "ai-edge-litert>=1.0",
             "ruff>=0.5",
+            # Real photographs for the fine-tuning tests and benchmarks: the wheel
+            # bundles astronaut, chelsea, coffee, rocket, brick, grass, gravel
+            # (public domain / CC0), read offline by tests/_real_images.py.
+            "scikit-image>=0.19",
         ],
     },
     entry_points={"console_scripts": ["keras-se=keras_se.cli:main"]},
