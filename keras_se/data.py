@@ -206,6 +206,9 @@ class Data:
         num_validation: int, number of validation examples.
         source: str, `"builtin"`, `"folder"` or `"tfds"`.
         description: str, a one-line description of where the data came from.
+        unaugmented_train: the training images as the model sees them at
+            inference (no augmentation, not cached), for re-estimating
+            BatchNorm statistics after training; None if not built.
     """
 
     train: tf.data.Dataset
@@ -215,6 +218,7 @@ class Data:
     num_validation: int
     source: str
     description: str
+    unaugmented_train: tf.data.Dataset | None = None
 
     @property
     def num_classes(self) -> int:
@@ -727,4 +731,5 @@ def load_data(
         num_validation=n_val,
         source=source,
         description=desc,
+        unaugmented_train=make_pipeline(train, training=False, cache=False, **common),
     )
