@@ -35,10 +35,21 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 
-__all__ = ["FAILURES", "Diagnosis", "chance_accuracy", "diagnose_history", "diagnose_run"]
+__all__ = [
+    "EXIT_FAILED_RUN",
+    "FAILURES",
+    "Diagnosis",
+    "chance_accuracy",
+    "diagnose_history",
+    "diagnose_run",
+    "exit_code",
+]
 
 FAILURES = ("nan_loss", "validation_constant", "validation_at_chance", "not_learning")
 WARNINGS = ("overfitting",)
+# The command line's exit code for a run that finished, wrote its outputs, and failed
+# (1: an error, 2: bad input, 130: interrupted).
+EXIT_FAILED_RUN = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,6 +220,11 @@ def diagnose_history(
             {"train_accuracy": acc, "val_accuracy": val_acc, "final_val_accuracy": final_acc},
         )
     return None
+
+
+def exit_code(diagnosis: Diagnosis | None) -> int:
+    """`EXIT_FAILED_RUN` (3) for a failed run, 0 for a healthy one or a warning."""
+    return EXIT_FAILED_RUN if diagnosis is not None and diagnosis.failed else 0
 
 
 def diagnose_run(out_dir: str | os.PathLike) -> Diagnosis | None:

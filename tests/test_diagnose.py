@@ -5,7 +5,13 @@ import math
 
 import pytest
 
-from keras_se.diagnose import FAILURES, chance_accuracy, diagnose_history, diagnose_run
+from keras_se.diagnose import (
+    FAILURES,
+    chance_accuracy,
+    diagnose_history,
+    diagnose_run,
+    exit_code,
+)
 
 LN4 = math.log(4)
 
@@ -37,6 +43,7 @@ def test_issue_14_run_is_validation_constant_and_names_the_flag():
     assert "\n" not in d.message
     assert d.evidence["chance"] == 0.25
     assert d.to_dict()["failed"] is True
+    assert exit_code(d) == 3 and exit_code(None) == 0
 
 
 def test_recalibrated_final_metrics_clear_the_failure():
@@ -82,6 +89,7 @@ def test_overfitting_is_a_warning():
     h = _history([0.6, 0.9, 0.99, 1.0], [0.4, 0.5, 0.55, 0.5])
     d = diagnose_history(h, 4, num_validation=240)
     assert d.code == "overfitting" and not d.failed and d.code not in FAILURES
+    assert exit_code(d) == 0
 
 
 def test_healthy_runs_and_runs_without_validation():
