@@ -55,6 +55,9 @@ __all__ = [
 
 # Training sets smaller than this get augmentation by default.
 AUGMENT_BELOW = 20_000
+# Peak learning rates (Adam): from random weights, and from pretrained ones.
+SCRATCH_LEARNING_RATE = 1e-2
+PRETRAINED_LEARNING_RATE = 1e-3
 # The range `bn_momentum_for` chooses from.
 MOMENTUM_FLOOR = 0.9
 MOMENTUM_CEILING = 0.999
@@ -74,6 +77,11 @@ RULES = {
     "augment": (
         "random flips, shifts, brightness and contrast. Default (auto): on for fewer than "
         f"{AUGMENT_BELOW:,} training images"
+    ),
+    "learning_rate": (
+        "peak learning rate (Adam, cosine decay to 0). Default (auto): 1e-2 with --weights "
+        "none (a network learning from random weights in a few epochs), 1e-3 with pretrained "
+        "weights"
     ),
     "image_size": (
         "input size, HxW or one number. Default: with --weights none, the images' own size "
@@ -196,8 +204,8 @@ class Plan:
         }
 
     def training_kwargs(self) -> dict:
-        """The values as keyword arguments: `image_size`, `bn_momentum`, `augment`,
-        `recalibrate_bn`."""
+        """The values as keyword arguments: `image_size`, `bn_momentum`,
+        `recalibrate_bn`, `augment`, `learning_rate`."""
         return {c.name: c.value for c in self.choices}
 
 
@@ -281,8 +289,8 @@ def plan_defaults(
             they are kept and recorded as `source="user"`. Defaults to `None`.
 
     Returns:
-        A `Plan` of `image_size`, `bn_momentum`, `recalibrate_bn` and
-        `augment`, in that order.
+        A `Plan` of `image_size`, `bn_momentum`, `recalibrate_bn`, `augment`
+        and `learning_rate`, in that order.
 
     Example:
 
@@ -291,6 +299,8 @@ def plan_defaults(
     ...                      image_size=32, model_momentum=0.999)
     >>> plan["image_size"], plan["bn_momentum"], plan["recalibrate_bn"], plan["augment"]
     ((64, 64), 0.9, True, True)
+    >>> plan["learning_rate"]
+    0.01
     >>> print(plan.choice("bn_momentum").reason)
     BatchNorm trains: 30 steps per epoch, so momentum 1 - 3/30 within [0.9, 0.999] (the model's 0.999 would keep 74% of the initial statistics after 300 steps)
     """
@@ -318,6 +328,7 @@ def plan_defaults(
         "bn_momentum": "--bn-momentum",
         "recalibrate_bn": "--recalibrate-bn",
         "augment": "--augment",
+        "learning_rate": "--lr",
     }
     auto = {}
 
@@ -380,6 +391,19 @@ def plan_defaults(
             "trained with",
         )
 
+    # Learning rate.
+    if pretrained:
+        auto["learning_rate"] = (
+            PRETRAINED_LEARNING_RATE,
+            "pretrained weights: a small step keeps what they learned",
+        )
+    else:
+        auto["learning_rate"] = (
+            SCRATCH_LEARNING_RATE,
+            f"random weights, {epochs} epochs: Adam at {SCRATCH_LEARNING_RATE:g} gets far in a "
+            "short run (1e-3 leaves a from-scratch MobileNetV2 well short)",
+        )
+
     # Augmentation.
     if num_train < AUGMENT_BELOW:
         auto["augment"] = (
@@ -391,7 +415,7 @@ def plan_defaults(
         auto["augment"] = (False, f"{num_train:,} training images: enough without augmentation")
 
     choices = []
-    for name in ("image_size", "bn_momentum", "recalibrate_bn", "augment"):
+    for name in ("image_size", "bn_momentum", "recalibrate_bn", "augment", "learning_rate"):
         if name in user:
             value = user[name]
             if name == "image_size":

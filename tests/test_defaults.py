@@ -25,7 +25,9 @@ def _scratch(**kw):
 
 def test_issue_14_run_from_scratch():
     plan = _scratch()
-    assert [c.name for c in plan.choices] == ["image_size", "bn_momentum", "recalibrate_bn", "augment"]
+    assert [c.name for c in plan.choices] == [
+        "image_size", "bn_momentum", "recalibrate_bn", "augment", "learning_rate"]
+    assert plan["learning_rate"] == 1e-2
     assert plan["image_size"] == (64, 64)
     assert plan["bn_momentum"] == 0.9
     assert plan["recalibrate_bn"] is True
@@ -41,6 +43,7 @@ def test_pretrained_frozen_backbone():
                          pretrained_image_size=224, model_momentum=0.999)
     assert plan["image_size"] == (224, 224)
     assert plan["bn_momentum"] is None and plan["recalibrate_bn"] is False
+    assert plan["learning_rate"] == 1e-3
     assert "inference mode" in plan.choice("bn_momentum").reason
     # Pretrained but everything trains: BatchNorm rules apply again.
     plan = plan_defaults(pretrained=True, freeze="none", num_train=96_000, epochs=5,
@@ -82,7 +85,8 @@ def test_user_values_win_and_are_recorded():
                                      "source": "user", "flag": "--image-size"}
     assert record["recalibrate_bn"]["source"] == "auto"
     assert plan.training_kwargs() == {"image_size": (32, 32), "bn_momentum": 0.99,
-                                      "recalibrate_bn": True, "augment": False}
+                                      "recalibrate_bn": True, "augment": False,
+                                      "learning_rate": 1e-2}
     assert set(RULES) == set(plan.to_dict())
 
 
