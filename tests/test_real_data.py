@@ -133,17 +133,16 @@ def test_library_defaults_end_well_above_chance(photos):
     keras.utils.set_random_seed(0)
     data = load_data(photos, image_size=size, batch_size=32, preprocess=PREPROCESS,
                      augment=plan["augment"], seed=0)
-    plain = load_data(photos, image_size=size, batch_size=32, preprocess=PREPROCESS, seed=0)
     model = _mobilenet(data.num_classes, size[0], alpha=1.0)
     set_batchnorm_momentum(model, plan["bn_momentum"])
     result = finetune(model, data.train, data.validation, epochs=EPOCHS, freeze="none",
-                      evaluate_before=False, verbose=0)
-    assert plan["recalibrate_bn"]
-    recalibrate_batchnorm(model, plain.train)
-    after = model.evaluate(plain.validation, verbose=0, return_dict=True)
-    assert after["accuracy"] >= 0.5, (after, result.history)
+                      learning_rate=plan["learning_rate"], evaluate_before=False, verbose=0,
+                      recalibrate_bn=plan["recalibrate_bn"],
+                      recalibration_data=data.unaugmented_train)
+    assert result.recalibration is not None
+    assert result.after["accuracy"] >= 0.5, (result.after, result.history)
     assert diagnose_history(result.history, 4, num_validation=data.num_validation,
-                            final=after) is None
+                            final=result.after) is None
 
 
 @pytest.mark.xfail(
