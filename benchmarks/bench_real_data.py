@@ -147,26 +147,50 @@ ABLATION = [
     ("lr 1e-3 constant", {"schedule": "constant"}, False),
     ("no preprocessing (pixels 0-255)", {"preprocess": "none"}, False),
     ("dropout 0.5", {"dropout": 0.5}, False),
+    ("all three: momentum 0.9, augmentation, lr 1e-2 (32 px)",
+     {"bn_momentum": 0.9, "augment": True, "lr": 1e-2}, True),
 ]
 
 
-def ablation(folder, seeds, epochs, quick, indices=None):
-    rows, raw = [], []
+def ablation(folder, seeds, epochs, quick, indices=None, merge=False):
+    """Runs the cases; with `merge`, adds to the runs already in the results file."""
+    import json
+
+    from _timing import RESULTS_DIR
+
+    results = {}  # case label -> {seed: run}
+    if merge:
+        try:
+            old = json.loads((RESULTS_DIR / "real_data_ablation.json").read_text())["results"]
+            for case in old["cases"]:
+                for i, r in enumerate(case["runs"]):
+                    results.setdefault(case["case"], {})[r.get("seed", case["seeds"][i])] = r
+        except (OSError, ValueError, KeyError):
+            pass
     cases = ABLATION[:3] if quick else ABLATION
     if indices is not None:
         cases = [cases[i] for i in indices]
     for label, change, key in cases:
         config = {**OLD_DEFAULTS, **change}
-        runs = []
         for seed in seeds if key else seeds[:1]:
             r = run(folder, se=True, epochs=epochs, seed=seed, **config)
+            r["seed"] = seed
             print(label, seed, {k: r[k] for k in ("val_accuracy", "val_accuracy_recalibrated",
                                                   "train_accuracy_inference",
                                                   "train_accuracy_last_epoch", "train_seconds")},
                   flush=True)
-            runs.append(r)
-        entry = {"case": label, "change": change, "runs": runs,
-                 "seeds": seeds if key else seeds[:1]}
+            results.setdefault(label, {})[seed] = r
+            _write_ablation(results, epochs)
+
+
+def _write_ablation(results, epochs):
+    rows, raw, seeds = [], [], set()
+    for label, change, _ in ABLATION:
+        if label not in results:
+            continue
+        runs = [results[label][k] for k in sorted(results[label])]
+        seeds.update(results[label])
+        entry = {"case": label, "change": change, "runs": runs, "seeds": sorted(results[label])}
         for key in ("val_accuracy", "val_accuracy_recalibrated", "train_accuracy_inference",
                     "train_accuracy_last_epoch"):
             entry[key] = _stats([r[key] for r in runs])
@@ -180,10 +204,7 @@ def ablation(folder, seeds, epochs, quick, indices=None):
             "secs": round(statistics.fmean(r["train_seconds"] for r in runs)),
             "n": len(runs),
         })
-        _write_ablation(rows, raw, seeds, epochs)
-
-
-def _write_ablation(rows, raw, seeds, epochs):
+    seeds = sorted(seeds)
     columns = [
         ("case", "change from the pre-issue defaults"),
         ("val", "validation accuracy"),
@@ -382,6 +403,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="fewer cases / epochs")
     parser.add_argument("--seeds", type=int, nargs="*", default=None)
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--merge", action="store_true",
+                        help="--ablation: add to the runs already in the results file")
     parser.add_argument("--cases", type=int, nargs="*", default=None,
                         help="--ablation: the indices of the cases to run (default: all)")
     parser.add_argument("--data", default=None, help="an existing tree (else written to a temp dir)")
@@ -393,7 +416,7 @@ def main(argv=None):
         if not args.data:
             write_photo_folder(folder)
         if args.ablation:
-            ablation(folder, seeds, epochs, args.quick, args.cases)
+            ablation(folder, seeds, epochs, args.quick, args.cases, args.merge)
         elif args.retrofit:
             retrofit(folder, seeds, args.epochs or (2 if args.quick else 5), args.quick)
         else:
