@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras import ops
 
 from keras_se.batchnorm import batchnorm_layers, recalibrate_batchnorm
 
@@ -25,15 +26,19 @@ def _images(n=50, size=8, seed=0):
     )
 
 
+def _np(x):
+    return np.asarray(ops.convert_to_numpy(x))
+
+
 def _moving(layer):
-    return np.array(layer.moving_mean), np.array(layer.moving_variance)
+    return _np(layer.moving_mean), _np(layer.moving_variance)
 
 
 def test_conv_bn_statistics_are_the_datasets():
     model = _conv_bn()
     x = _images()
     conv = keras.Model(model.inputs[0], model.get_layer("conv").output)
-    feats = np.asarray(conv(x)).astype("float64")
+    feats = _np(conv(x)).astype("float64")
     # 50 examples in batches of 16: the last batch holds 2, and batches are
     # weighted by their size, so the result is the statistics of all 50.
     report = recalibrate_batchnorm(model, tf.data.Dataset.from_tensor_slices(x).batch(16))
@@ -55,9 +60,9 @@ def test_later_layers_see_batch_normalised_inputs_and_dropout_is_off():
     model.get_layer("bn1").gamma.assign(np.linspace(0.5, 2.0, 5).astype("float32"))
     model.get_layer("bn1").beta.assign(np.linspace(-1.0, 1.0, 5).astype("float32"))
     x = np.random.default_rng(1).normal(2.0, 3.0, (40, 3)).astype("float32")
-    w1, b1 = (np.asarray(v, "float64") for v in model.get_layer("d1").weights)
-    w2, b2 = (np.asarray(v, "float64") for v in model.get_layer("d2").weights)
-    gamma, beta = np.asarray(model.get_layer("bn1").gamma), np.asarray(model.get_layer("bn1").beta)
+    w1, b1 = (_np(v).astype("float64") for v in model.get_layer("d1").weights)
+    w2, b2 = (_np(v).astype("float64") for v in model.get_layer("d2").weights)
+    gamma, beta = _np(model.get_layer("bn1").gamma), _np(model.get_layer("bn1").beta)
     h1_all, h2_all = [], []
     for i in range(0, 40, 10):  # in numpy: bn1 normalises each batch by its own moments
         h1 = x[i : i + 10] @ w1 + b1
@@ -90,7 +95,7 @@ def test_nested_and_frozen_layers_are_recalibrated_and_nothing_else_changes():
     assert [la.name for la in batchnorm_layers(model)] == ["bn", "outer_bn"]
     inner.get_layer("bn").trainable = False  # frozen: inference mode in fit, recalibrated here
     model.get_layer("outer_bn").trainable = False
-    before = [np.array(v) for v in model.variables]
+    before = [_np(v) for v in model.variables]
     x = _images(n=24)
 
     recalibrate_batchnorm(model, tf.data.Dataset.from_tensor_slices((x, np.zeros(24))).batch(8))
@@ -98,13 +103,13 @@ def test_nested_and_frozen_layers_are_recalibrated_and_nothing_else_changes():
     changed = {
         "/".join(v.path.split("/")[-2:])
         for v, b in zip(model.variables, before)
-        if not np.array_equal(b, np.array(v))
+        if not np.array_equal(b, _np(v))
     }
     assert changed == {
         "bn/moving_mean", "bn/moving_variance", "outer_bn/moving_mean", "outer_bn/moving_variance"
     }
     conv = keras.Model(inner.inputs[0], inner.get_layer("conv").output)
-    feats = np.asarray(conv(x)).astype("float64")
+    feats = _np(conv(x)).astype("float64")
     mean, var = _moving(inner.get_layer("bn"))
     np.testing.assert_allclose(mean, feats.mean(axis=(0, 1, 2)), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(var, feats.var(axis=(0, 1, 2)), rtol=1e-4)
@@ -113,7 +118,7 @@ def test_nested_and_frozen_layers_are_recalibrated_and_nothing_else_changes():
     assert model.get_layer("outer_bn").momentum == 0.5
     assert all("call" not in vars(la) for la in batchnorm_layers(model))
     # In inference mode the model now normalises with the data's statistics.
-    out = np.asarray(keras.Model(inner.inputs[0], inner.get_layer("bn").output)(x))
+    out = _np(keras.Model(inner.inputs[0], inner.get_layer("bn").output)(x))
     np.testing.assert_allclose(out.mean(axis=(0, 1, 2)), 0.0, atol=1e-4)
     np.testing.assert_allclose(out.var(axis=(0, 1, 2)), 1.0, rtol=1e-2)
 
@@ -139,8 +144,8 @@ def test_steps_limits_the_batches():
     report = recalibrate_batchnorm(model, tf.data.Dataset.from_tensor_slices(x).batch(10).repeat(),
                                    steps=2)
     conv = keras.Model(model.inputs[0], model.get_layer("conv").output)
-    feats = np.asarray(conv(x[:20])).astype("float64")
-    np.testing.assert_allclose(np.array(model.get_layer("bn").moving_mean),
+    feats = _np(conv(x[:20])).astype("float64")
+    np.testing.assert_allclose(_np(model.get_layer("bn").moving_mean),
                                feats.mean(axis=(0, 1, 2)), rtol=1e-5, atol=1e-5)
     assert (report.batches, report.examples) == (2, 20)
 
