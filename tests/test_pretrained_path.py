@@ -62,6 +62,7 @@ def _values(model):
     return {v.path: np.array(v) for v in model.variables if "seed_generator" not in v.path}
 
 
+@pytest.mark.heavy
 def test_frozen_phase_then_unfrozen_phase(photos, stock_weights):
     keras.utils.set_random_seed(1)
     base = _stock()

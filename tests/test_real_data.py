@@ -95,6 +95,7 @@ def _mobilenet(num_classes, size, alpha, se=True):
     return add_classifier_head(backbone, num_classes)
 
 
+@pytest.mark.heavy
 def test_old_defaults_stay_at_chance_and_the_diagnosis_says_why(photos):
     """Issue 14's run, small: MobileNetV2's own BatchNorm momentum (0.999), 32 px, no
     augmentation. Validation sits at chance with the loss at ln 4; recalibrating BatchNorm
@@ -123,6 +124,7 @@ def test_old_defaults_stay_at_chance_and_the_diagnosis_says_why(photos):
 EPOCHS = 3
 
 
+@pytest.mark.heavy
 def test_library_defaults_end_well_above_chance(photos):
     """What `keras-se finetune mobilenet_v2 --weights none --data FOLDER --epochs 3` does
     with the issue-14 defaults, through the library (passes before the CLI is wired)."""
@@ -145,6 +147,7 @@ def test_library_defaults_end_well_above_chance(photos):
                             final=result.after) is None
 
 
+@pytest.mark.heavy
 def test_cli_defaults_end_well_above_chance(photos, tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     usage = subprocess.run([sys.executable, "-m", "keras_se", "finetune", "--help"],
