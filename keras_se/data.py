@@ -45,8 +45,6 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 _VAL_DIR_NAMES = ("val", "validation", "test")
 # Seconds to wait for the download host of a TFDS dataset that is not prepared yet.
 NETWORK_TIMEOUT_S = 3.0
-# Where TFDS looks for a prepared copy first when a dataset lists no download URL.
-_TFDS_GCS = "https://storage.googleapis.com/tfds-data"
 
 
 # --------------------------------------------------------------------------
@@ -439,9 +437,8 @@ def _download_plan(builder):
         infos = dict(builder.url_infos or {})
     except Exception:  # noqa: BLE001 - a builder without registered checksums
         infos = {}
-    urls = list(infos) or [_TFDS_GCS]
     hosts = []
-    for url in urls:
+    for url in infos:
         parts = urllib.parse.urlsplit(url)
         if parts.hostname:
             port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -464,14 +461,18 @@ def _size_text(num_bytes):
 def check_can_download(builder, name: str) -> None:
     """Raises `NeedsNetworkError` when the hosts `builder` downloads from cannot be reached.
 
-    Tries a TCP connection to each host with a timeout of `NETWORK_TIMEOUT_S`
-    seconds; returns as soon as one answers.
+    Tries a TCP connection to each host of the builder's registered download
+    URLs with a timeout of `NETWORK_TIMEOUT_S` seconds; returns as soon as one
+    answers, and at once when the builder lists no URL (it generates its data
+    locally, or downloads from places TFDS does not register).
 
     Args:
         builder: a `tfds.core.DatasetBuilder` that is not prepared yet.
         name: the dataset name as the user gave it, for the message.
     """
     hosts, files, total = _download_plan(builder)
+    if not hosts:
+        return
     reasons = []
     for host, port in hosts:
         reason = _unreachable(host, port, NETWORK_TIMEOUT_S)
@@ -479,9 +480,7 @@ def check_can_download(builder, name: str) -> None:
             return
         reasons.append(f"{host}: {reason}")
     where = ", ".join(h for h, _ in hosts)
-    what = f"{files} file{'s' if files != 1 else ''}{_size_text(total)} from {where}" if files else (
-        f"from {where}"
-    )
+    what = f"{files} file{'s' if files != 1 else ''}{_size_text(total)} from {where}"
     raise NeedsNetworkError(
         f"`data` {name!r} is a TensorFlow Datasets dataset that is not prepared in "
         f"{builder.data_dir} and must be downloaded first ({what}), which needs the network, "

@@ -83,6 +83,17 @@ def test_prepared_dataset_skips_the_check(monkeypatch):
     assert fake.downloads == 0
 
 
+def test_a_builder_without_download_urls_is_not_checked(monkeypatch):
+    # A builder that generates its data locally (keras_se_builtin, test builders).
+    fake = _FakeBuilder("http://127.0.0.1:1/x.tgz")
+    fake.url_infos = {}
+    monkeypatch.setattr(D, "tfds_builder", lambda name, data_dir=None: fake)
+    monkeypatch.setattr(D, "_unreachable", lambda *a: pytest.fail("checked a local builder"))
+    with pytest.raises(AssertionError, match="must not be reached"):
+        D.load_data("fake_catalog_set", image_size=8)
+    assert fake.downloads == 1
+
+
 def test_not_prepared_and_no_download_is_bad_input(monkeypatch):
     fake = _FakeBuilder("http://127.0.0.1:1/x.tgz")
     monkeypatch.setattr(D, "tfds_builder", lambda name, data_dir=None: fake)
