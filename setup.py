@@ -56,6 +56,10 @@ EXTRAS["test"] = [
     "ipykernel>=6.25",
     "ai-edge-litert>=1.0",
     "ruff>=0.5",
+    # Real photographs for the fine-tuning tests and benchmarks: the wheel bundles
+    # astronaut, chelsea, coffee, rocket, brick, grass, gravel (public domain / CC0),
+    # read offline by tests/_real_images.py (scikit-image itself is never imported).
+    "scikit-image>=0.19",
 ]
 
 setup(

@@ -11,7 +11,11 @@ Three kinds of `data` are understood by `load_data`:
   with `train/` and `val/` (or `validation/`, `test/`) sub-folders, each
   holding the class sub-folders).
 - any TensorFlow Datasets catalog name (`tf_flowers`, `cifar10`, ...): TFDS
-  downloads and prepares it, which needs the network the first time.
+  downloads and prepares it, which needs the network the first time. When
+  the dataset is not prepared in `data_dir` yet, the download's host is tried
+  first with a short timeout; when it cannot be reached, `NeedsNetworkError`
+  says so in one line (what was being fetched, from where, and how to point
+  `data_dir` at a copy prepared elsewhere) instead of TFDS's retries.
 
 The pipeline is plain `tf.data`: decode, resize, cache (as uint8, after the
 resize), shuffle, optional augmentation, batch, the model family's
@@ -23,6 +27,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import socket
+import threading
+import urllib.parse
 from collections.abc import Callable
 
 import numpy as np
@@ -36,6 +43,8 @@ BUILTIN_IMAGE_SIZE = 64
 BUILTIN_SPLITS = {"train": (1800, 1001), "validation": (600, 2002)}  # (examples, seed)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 _VAL_DIR_NAMES = ("val", "validation", "test")
+# Seconds to wait for the download host of a TFDS dataset that is not prepared yet.
+NETWORK_TIMEOUT_S = 3.0
 
 
 # --------------------------------------------------------------------------
@@ -195,6 +204,9 @@ class Data:
         num_validation: int, number of validation examples.
         source: str, `"builtin"`, `"folder"` or `"tfds"`.
         description: str, a one-line description of where the data came from.
+        unaugmented_train: the training images as the model sees them at
+            inference (no augmentation, not cached), for re-estimating
+            BatchNorm statistics after training; None if not built.
     """
 
     train: tf.data.Dataset
@@ -204,6 +216,7 @@ class Data:
     num_validation: int
     source: str
     description: str
+    unaugmented_train: tf.data.Dataset | None = None
 
     @property
     def num_classes(self) -> int:
@@ -391,9 +404,103 @@ def tfds_builder(name: str, data_dir: str | None = None):
         ) from None
 
 
+class NeedsNetworkError(ConnectionError):
+    """A TFDS dataset must be downloaded, and its host cannot be reached."""
+
+
+def _unreachable(host: str, port: int, timeout: float) -> str | None:
+    """None when a TCP connection to `host:port` opens within `timeout` seconds, else why not.
+
+    The name lookup happens in a daemon thread too, so a resolver that hangs
+    costs `timeout` seconds, not its own.
+    """
+    outcome = {}
+
+    def attempt():
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                outcome["ok"] = True
+        except OSError as e:
+            outcome["error"] = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    if outcome.get("ok"):
+        return None
+    return outcome.get("error") or f"no answer within {timeout:g} s"
+
+
+def _download_plan(builder):
+    """(hosts as [(host, port)], number of files, total bytes or None) a builder downloads."""
+    try:
+        infos = dict(builder.url_infos or {})
+    except Exception:  # noqa: BLE001 - a builder without registered checksums
+        infos = {}
+    hosts = []
+    for url in infos:
+        parts = urllib.parse.urlsplit(url)
+        if parts.hostname:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            if (parts.hostname, port) not in hosts:
+                hosts.append((parts.hostname, port))
+    sizes = [getattr(info, "size", None) for info in infos.values()]
+    total = sum(int(s) for s in sizes) if sizes and all(s is not None for s in sizes) else None
+    return hosts, len(infos), total
+
+
+def _size_text(num_bytes):
+    if num_bytes is None:
+        return ""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if num_bytes >= scale:
+            return f", {num_bytes / scale:.0f} {unit}"
+    return f", {num_bytes} bytes"
+
+
+def check_can_download(builder, name: str) -> None:
+    """Raises `NeedsNetworkError` when the hosts `builder` downloads from cannot be reached.
+
+    Tries a TCP connection to each host of the builder's registered download
+    URLs with a timeout of `NETWORK_TIMEOUT_S` seconds; returns as soon as one
+    answers, and at once when the builder lists no URL (it generates its data
+    locally, or downloads from places TFDS does not register).
+
+    Args:
+        builder: a `tfds.core.DatasetBuilder` that is not prepared yet.
+        name: the dataset name as the user gave it, for the message.
+    """
+    hosts, files, total = _download_plan(builder)
+    if not hosts:
+        return
+    reasons = []
+    for host, port in hosts:
+        reason = _unreachable(host, port, NETWORK_TIMEOUT_S)
+        if reason is None:
+            return
+        reasons.append(f"{host}: {reason}")
+    where = ", ".join(h for h, _ in hosts)
+    what = f"{files} file{'s' if files != 1 else ''}{_size_text(total)} from {where}"
+    raise NeedsNetworkError(
+        f"`data` {name!r} is a TensorFlow Datasets dataset that is not prepared in "
+        f"{builder.data_dir} and must be downloaded first ({what}), which needs the network, "
+        f"and the network is unreachable ({'; '.join(reasons)}). On a machine with the network, "
+        f"prepare it with `tfds build {name} --data_dir DIR` (or run this command there with "
+        f"--data-dir DIR), copy DIR here and pass --data-dir DIR. Received: data={name!r}"
+    )
+
+
 def _load_tfds(name, val_split, data_dir, seed, download):
     builder = tfds_builder(name, data_dir)
-    if download or name in (BUILTIN, BUILTIN_TFDS_NAME):
+    if name in (BUILTIN, BUILTIN_TFDS_NAME):
+        builder.download_and_prepare()
+    elif not builder.is_prepared():
+        if not download:
+            raise ValueError(
+                f"`data` {name!r} is not prepared in {builder.data_dir} and downloading is off; "
+                f"pass the --data-dir that holds a prepared copy. Received: data={name!r}"
+            )
+        check_can_download(builder, name)
         builder.download_and_prepare()
     info = builder.info
     image_key, label_key = _image_and_label_keys(info, name)
@@ -623,4 +730,5 @@ def load_data(
         num_validation=n_val,
         source=source,
         description=desc,
+        unaugmented_train=make_pipeline(train, training=False, cache=False, **common),
     )

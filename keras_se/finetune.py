@@ -90,6 +90,10 @@ class FinetuneResult:
         strategy: the strategy's class name.
         num_replicas: replicas in sync.
         seconds: wall time of this call's training.
+        recalibration: with `recalibrate_bn`, `RecalibrationReport.to_dict()`
+            of the recalibration after training; None otherwise.
+        last_epoch: the validation metrics of the last epoch (before any
+            recalibration), or None; `after` is the saved model's.
     """
 
     model: keras.Model
@@ -101,10 +105,14 @@ class FinetuneResult:
     strategy: str
     num_replicas: int
     seconds: float
+    recalibration: dict | None = None
+    last_epoch: dict[str, float] | None = None
 
     def metrics(self) -> dict[str, Any]:
         """A JSON-able summary (what the CLI writes to `metrics.json`)."""
         return {
+            "recalibration": self.recalibration,
+            "last_epoch": self.last_epoch,
             "epochs": len(self.history.get("epoch", [])),
             "initial_epoch": self.initial_epoch,
             "resumed": self.initial_epoch > 0,
@@ -152,6 +160,8 @@ def finetune(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: str | int = "auto",
     jit_compile: bool = False,
+    recalibrate_bn: bool = False,
+    recalibration_data: tf.data.Dataset | None = None,
 ) -> FinetuneResult:
     """Fine-tunes a classifier with sparse labels; resumable.
 
@@ -195,6 +205,15 @@ def finetune(
         verbose: passed to `fit`. Defaults to `"auto"`.
         jit_compile: bool, XLA-compile the train step (slow to compile on
             CPU). Defaults to `False`.
+        recalibrate_bn: bool, after training re-estimate every
+            BatchNormalization's moving statistics from
+            `recalibration_data` (`keras_se.batchnorm.recalibrate_batchnorm`);
+            `after` is then measured on the recalibrated model. Defaults to
+            `False`.
+        recalibration_data: batches for the recalibration (the training
+            images without augmentation, ideally), or None for `train_data`
+            (`steps_per_epoch` batches of it when that is set). Defaults to
+            `None`.
 
     Returns:
         A `FinetuneResult`.
@@ -330,6 +349,17 @@ def finetune(
             after = {"loss": history["val_loss"][-1], "accuracy": history["val_accuracy"][-1]}
         else:
             after = _evaluate(model, validation_data, validation_steps)
+    last_epoch, recalibration = after, None
+    if recalibrate_bn:
+        from keras_se.batchnorm import recalibrate_batchnorm
+
+        if recalibration_data is None:
+            report = recalibrate_batchnorm(model, train_data, steps=steps_per_epoch)
+        else:
+            report = recalibrate_batchnorm(model, recalibration_data)
+        recalibration = report.to_dict()
+        if validation_data is not None:
+            after = _evaluate(model, validation_data, validation_steps)
     return FinetuneResult(
         model=model,
         history=history,
@@ -340,6 +370,8 @@ def finetune(
         strategy=strategy_name(strategy),
         num_replicas=int(strategy.num_replicas_in_sync),
         seconds=seconds,
+        recalibration=recalibration,
+        last_epoch=last_epoch,
     )
 
 
