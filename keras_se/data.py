@@ -306,7 +306,8 @@ def _split_per_class(files, val_split, seed):
     return train, val
 
 
-def _load_folder(path, val_split, seed, check_images):
+def _folder_files(path, val_split, seed, check_images):
+    """(train files, validation files, class names, description) of an image folder."""
     data = path
     if not os.path.exists(path):
         raise ValueError(f"`data` folder does not exist: {path}. Received: data={data!r}")
@@ -351,6 +352,13 @@ def _load_folder(path, val_split, seed, check_images):
             f"`data` folder {path} has too few images to hold out a validation split "
             f"(at least 2 per class are needed). Received: data={data!r}"
         )
+    return train_files, val_files, classes, description
+
+
+def _load_folder(path, val_split, seed, check_images):
+    train_files, val_files, classes, description = _folder_files(
+        path, val_split, seed, check_images
+    )
     return (
         _paths_dataset(train_files),
         _paths_dataset(val_files),
@@ -359,6 +367,73 @@ def _load_folder(path, val_split, seed, check_images):
         len(val_files),
         description,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class DataProbe:
+    """What is known of a dataset before its pipeline is built.
+
+    Attributes:
+        num_train: int, training examples (after `val_split`).
+        image_size: `(height, width)` shared by (nearly) all images, or None
+            when they differ or it is unknown.
+        source: `"builtin"`, `"folder"` or `"tfds"`.
+    """
+
+    num_train: int
+    image_size: tuple | None
+    source: str
+
+
+def _is_path(data: str) -> bool:
+    return os.sep in data or data.startswith(".") or os.path.exists(data)
+
+
+def probe_data(
+    data: str = BUILTIN, *, val_split: float | None = None, seed: int = 0,
+    data_dir: str | None = None,
+) -> DataProbe:
+    """How many training images `data` has and their own size, reading no pixels.
+
+    For choosing a run's defaults before `load_data` builds the pipeline
+    (`keras_se.defaults.plan_defaults`): a folder's file headers are read
+    (`keras_se.defaults.folder_image_size`), a TFDS dataset's metadata.
+
+    Raises:
+        ValueError: for what `load_data` would refuse (a missing folder, an
+            unknown name).
+
+    Example:
+
+    >>> from keras_se.data import probe_data
+    >>> probe_data("builtin")
+    DataProbe(num_train=1800, image_size=(64, 64), source='builtin')
+    """
+    from keras_se.defaults import folder_image_size
+
+    data = os.fspath(data)
+    _check_val_split(val_split)
+    if data in (BUILTIN, BUILTIN_TFDS_NAME):
+        n = BUILTIN_SPLITS["train"][0]
+        if val_split is not None:
+            n -= int(round(n * val_split))
+        return DataProbe(n, (BUILTIN_IMAGE_SIZE, BUILTIN_IMAGE_SIZE), "builtin")
+    if _is_path(data):
+        train_files, _, _, _ = _folder_files(data, val_split, seed, check_images=False)
+        size = folder_image_size([p for p, _ in train_files])
+        return DataProbe(len(train_files), size, "folder")
+    info = tfds_builder(data, data_dir).info
+    image_key, _ = _image_and_label_keys(info, data)
+    shape = tuple(info.features[image_key].shape or ())[:2]
+    size = shape if len(shape) == 2 and all(isinstance(d, int) for d in shape) else None
+    splits = info.splits
+    n = int(splits["train"].num_examples) if "train" in splits else 0
+    own_val = any(s in splits for s in ("validation", "test"))
+    if val_split is not None or not own_val:
+        n -= int(round(n * (val_split or 0.2)))
+    return DataProbe(max(n, 1), size, "tfds")
+
+
 
 
 def _image_and_label_keys(info, data):
@@ -704,7 +779,7 @@ def load_data(
     size = _as_size(image_size)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}")
-    looks_like_path = os.sep in data or data.startswith(".") or os.path.exists(data)
+    looks_like_path = _is_path(data)
     if data == BUILTIN or data == BUILTIN_TFDS_NAME:
         train, val, names, n_train, n_val, desc = _load_tfds(
             BUILTIN_TFDS_NAME, val_split, data_dir, seed, True

@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_se._files import read_json, write_json
+from keras_se.batchnorm import recalibrate_batchnorm  # noqa: F401  (re-exported)
 from keras_se.distribute import (  # noqa: F401  (STRATEGIES, is_chief: re-exported)
     STRATEGIES,
     is_chief,

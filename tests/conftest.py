@@ -29,14 +29,22 @@ EDGE_TEST_FILES = {
     "test_applications.py",
     "test_benchmarks.py",
     "test_cli.py",
+    "test_batchnorm.py",
     "test_data.py",
+    "test_data_offline.py",
     "test_distribute.py",
     "test_export.py",
+    "test_export_onnx.py",
     "test_finetune.py",
+    "test_finetune_recalibrate.py",
+    "test_hub.py",
     "test_inspect.py",
     "test_layers_tensorflow.py",
     "test_notebooks.py",
+    "test_pretrained_path.py",
+    "test_real_data.py",
     "test_rewrite_keras_applications.py",
+    "test_timm_weights.py",
 }
 
 

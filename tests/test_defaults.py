@@ -15,6 +15,8 @@ from keras_se.defaults import (
     plan_defaults,
 )
 
+pytestmark = pytest.mark.core
+
 
 def _scratch(**kw):
     args = dict(pretrained=False, num_train=960, epochs=10, batch_size=32, image_size=32,

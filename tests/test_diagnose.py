@@ -13,6 +13,8 @@ from keras_se.diagnose import (
     exit_code,
 )
 
+pytestmark = pytest.mark.core
+
 LN4 = math.log(4)
 
 

@@ -24,7 +24,8 @@ def add_arguments(p):
     p.add_argument("--epochs", type=positive_int, default=10, help="Default: 10")
     p.add_argument("--image-size", type=image_size, default=(64, 64), help="Default: 64")
     p.add_argument("--batch-size", type=positive_int, default=32, help="Default: 32")
-    p.add_argument("--lr", type=positive_float, default=1e-2, help="Default: 1e-2")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help="Default: finetune's (1e-2 from random weights)")
     p.add_argument("--data-dir", default=None, help="TFDS data directory. Default: TFDS's")
     p.add_argument("--steps-per-epoch", type=positive_int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--validation-steps", type=positive_int, default=None, help=argparse.SUPPRESS)
@@ -39,9 +40,9 @@ def finetune_argv(args) -> list[str]:
         "--weights", "none", "--alpha", "0.35", "--freeze", "none",
         "--placement", "post_activation", "--select", SELECT,
         "--epochs", args.epochs, "--image-size", f"{h}x{w}", "--batch-size", args.batch_size,
-        "--lr", args.lr, "--bn-momentum", "0.9",
     ]
-    for flag, value in (("--data-dir", args.data_dir), ("--steps-per-epoch", args.steps_per_epoch),
+    for flag, value in (("--lr", args.lr), ("--data-dir", args.data_dir),
+                        ("--steps-per-epoch", args.steps_per_epoch),
                         ("--validation-steps", args.validation_steps)):
         if value is not None:
             argv += [flag, value]

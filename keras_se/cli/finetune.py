@@ -34,12 +34,13 @@ _SETTINGS = (
     "model", "data", "batch_size", "image_size", "freeze", "weights", "placement",
     "select", "ratio", "squeeze", "gate", "init", "no_se", "head", "dropout",
     "val_split", "seed", "alpha", "bn_momentum", "preprocess", "lr", "schedule",
-    "augment", "strategy",
+    "augment", "recalibrate_bn", "strategy",
 )
 
 
 def add_arguments(p):
     from keras_se.data import BUILTIN
+    from keras_se.defaults import RULES
     from keras_se.distribute import STRATEGIES
     from keras_se.finetune import SCHEDULES
 
@@ -58,11 +59,8 @@ def add_arguments(p):
         "--batch-size", type=positive_int, default=32,
         help="global batch size (split over replicas). Default: 32",
     )
-    p.add_argument(
-        "--image-size", type=image_size, default=None, help="96 or HxW. Default: the model's"
-    )
-    p.add_argument("--lr", type=positive_float, default=1e-3,
-                   help="peak learning rate. Default: 1e-3")
+    p.add_argument("--image-size", type=image_size, default=None, help=RULES["image_size"])
+    p.add_argument("--lr", type=positive_float, default=None, help=RULES["learning_rate"])
     p.add_argument("--schedule", choices=SCHEDULES, default="cosine", help="Default: cosine")
     p.add_argument(
         "--freeze",
@@ -92,14 +90,12 @@ def add_arguments(p):
     p.add_argument("--classes", type=positive_int, default=None,
                    help="expected class count (checked)")
     p.add_argument("--dropout", type=float, default=0.2, help="before the new head. Default: 0.2")
-    p.add_argument("--augment", action="store_true",
-                   help="random flips, shifts, brightness, contrast")
+    p.add_argument("--augment", nargs="?", const="on", default="auto",
+                   choices=("auto", "on", "off"), help=RULES["augment"] + " (a bare --augment: on)")
     p.add_argument("--no-cache", action="store_true", help="do not cache decoded images in memory")
-    p.add_argument(
-        "--bn-momentum", type=fraction, default=None,
-        help="BatchNormalization momentum (0.9 suits short from-scratch runs). "
-        "Default: the model's",
-    )
+    p.add_argument("--bn-momentum", type=fraction, default=None, help=RULES["bn_momentum"])
+    p.add_argument("--recalibrate-bn", choices=("auto", "on", "off"), default="auto",
+                   help=RULES["recalibrate_bn"])
     p.add_argument(
         "--preprocess",
         default="auto",
@@ -129,6 +125,9 @@ class FinetuneRun:
         freeze: `"backbone"` or `"none"`.
         preprocess: the preprocessing name recorded in `keras_se.json`.
         resumed: whether an interrupted run was resumed.
+        plan: the `keras_se.defaults.Plan` the run used (each setting, why).
+        diagnosis: the `keras_se.diagnose.Diagnosis` of a run that failed or
+            looks wrong, or None.
     """
 
     result: object
@@ -140,6 +139,8 @@ class FinetuneRun:
     freeze: str
     preprocess: str
     resumed: bool
+    plan: object = None
+    diagnosis: object = None
 
 
 def _settings(args) -> dict:
@@ -158,14 +159,23 @@ def _worker_suffix(strategy_name):
     return f".{task.get('type', 'worker')}{task.get('index', 0)}.partial"
 
 
-def _model_builder(args, spec, num_classes, size, se_report):
-    """The function `finetune` calls (inside the strategy's scope) to build the model."""
+def _model_builder(args, spec, num_classes, size, se_report, make_plan, chosen):
+    """The function `finetune` calls (inside the strategy's scope) to build the model.
+
+    The BatchNorm momentum is chosen once the model exists (its own momentum is the
+    ceiling): `make_plan(model_momentum)` gives the final plan, kept in `chosen`.
+    """
     import keras
 
     from keras_se import add_se_blocks
     from keras_se.models import build_model, load_model
     from keras_se.sites import se_layers
-    from keras_se.transfer import add_classifier_head, replace_head, set_batchnorm_momentum
+    from keras_se.transfer import (
+        add_classifier_head,
+        leaf_layers,
+        replace_head,
+        set_batchnorm_momentum,
+    )
 
     placement, select, options = se_options(args, spec)
 
@@ -207,8 +217,13 @@ def _model_builder(args, spec, num_classes, size, se_report):
             if spec.kind == "application":
                 backbone = add_se(backbone)
             model = add_classifier_head(backbone, num_classes, dropout=args.dropout)
-        if args.bn_momentum:
-            set_batchnorm_momentum(model, args.bn_momentum)
+        momenta = [la.momentum for la in leaf_layers(model)
+                   if isinstance(la, keras.layers.BatchNormalization)]
+        plan = make_plan(max(momenta) if momenta else None)
+        chosen["plan"] = plan
+        if plan["bn_momentum"] is not None and momenta:
+            set_batchnorm_momentum(model, plan["bn_momentum"])
+        print("defaults: " + "\n          ".join(plan.lines()), flush=True)
         if not isinstance(model, keras.Model):
             raise TypeError(f"`model` must build a keras.Model. Received: {type(model).__name__}")
         return model
@@ -238,7 +253,9 @@ def execute(args, *, fit_verbose=None, fresh_process_check: bool = False) -> Fin
     from keras_se import export
     from keras_se._files import write_json
     from keras_se.cli.retrofit import sidecar
-    from keras_se.data import load_data
+    from keras_se.data import load_data, probe_data
+    from keras_se.defaults import min_useful_image_size, plan_defaults
+    from keras_se.diagnose import diagnose_history
     from keras_se.finetune import finetune, write_records
     from keras_se.models import (
         SIDECAR,
@@ -256,8 +273,35 @@ def execute(args, *, fit_verbose=None, fresh_process_check: bool = False) -> Fin
     out = OutputDir(args.out, overwrite=args.overwrite or suffix is not None, resume=True,
                     fresh=args.fresh, settings=_settings(args), suffix=suffix or ".partial")
     out.check()
+    pretrained = spec.kind == "file" or weights is not None
+    freeze = args.freeze if args.freeze != "auto" else ("backbone" if pretrained else "none")
     with usage_errors():
-        size = resolve_image_size(spec, args.image_size)
+        fixed = resolve_image_size(spec, args.image_size) if spec.kind == "file" else None
+        probe = probe_data(args.data, val_split=args.val_split, seed=args.seed,
+                           data_dir=args.data_dir)
+    # What the user set wins; the rest is chosen from the run (keras_se.defaults).
+    switch = {"on": True, "off": False}
+    user = {
+        "image_size": fixed or args.image_size,
+        "bn_momentum": args.bn_momentum,
+        "recalibrate_bn": switch.get(args.recalibrate_bn),
+        "augment": switch.get(args.augment),
+        "learning_rate": args.lr,
+    }
+
+    def make_plan(model_momentum=None):
+        return plan_defaults(
+            pretrained=pretrained, num_train=probe.num_train, epochs=args.epochs,
+            batch_size=args.batch_size, image_size=probe.image_size,
+            min_image_size=min_useful_image_size(spec.family),
+            pretrained_image_size=spec.default_size or 224, freeze=freeze,
+            model_momentum=model_momentum,
+            user={k: v for k, v in user.items() if v is not None},
+        )
+
+    with usage_errors():
+        plan = make_plan()
+    size = tuple(plan["image_size"])
     preprocess = args.preprocess
     if preprocess == "auto":
         preprocess = (spec.sidecar.get("preprocess", "none") if spec.kind == "file"
@@ -269,7 +313,7 @@ def execute(args, *, fit_verbose=None, fresh_process_check: bool = False) -> Fin
     with usage_errors():
         data = load_data(args.data, image_size=size, batch_size=args.batch_size,
                          preprocess=preprocess_function(preprocess), val_split=args.val_split,
-                         augment=args.augment, cache=not args.no_cache, seed=args.seed,
+                         augment=plan["augment"], cache=not args.no_cache, seed=args.seed,
                          data_dir=args.data_dir)
     if args.classes is not None and args.classes != data.num_classes:
         raise UsageError(
@@ -291,9 +335,8 @@ def execute(args, *, fit_verbose=None, fresh_process_check: bool = False) -> Fin
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         train, val = train.with_options(options), val.with_options(options)
     se_report: dict = {}
-    build = _model_builder(args, spec, data.num_classes, size, se_report)
-    pretrained = spec.kind == "file" or weights is not None
-    freeze = args.freeze if args.freeze != "auto" else ("backbone" if pretrained else "none")
+    chosen = {"plan": plan}
+    build = _model_builder(args, spec, data.num_classes, size, se_report, make_plan, chosen)
     out.prepare()
     name = relative(spec.path) if spec.kind == "file" else spec.name
     print(
@@ -306,14 +349,18 @@ def execute(args, *, fit_verbose=None, fresh_process_check: bool = False) -> Fin
     state_dir = out.file("state")
     try:
         result = finetune(
-            build, train, val, epochs=args.epochs, learning_rate=args.lr,
+            build, train, val, epochs=args.epochs, learning_rate=plan["learning_rate"],
             schedule=args.schedule, freeze=freeze, strategy=strategy, backup_dir=state_dir,
             steps_per_epoch=args.steps_per_epoch, validation_steps=args.validation_steps,
             verbose=fit_verbose if fit_verbose is not None else (1 if sys.stdout.isatty() else 2),
+            recalibrate_bn=plan["recalibrate_bn"], recalibration_data=data.unaugmented_train,
         )
     except BaseException as e:
         _keep_or_abort(out, state_dir, e)
         raise
+    plan = chosen["plan"]
+    diagnosis = diagnose_history(result.history, data.num_classes,
+                                 num_validation=data.num_validation, final=result.after)
     try:
         model = result.model
         inputs = next(iter(val.take(1)))[0].numpy()[:4]
@@ -329,6 +376,9 @@ def execute(args, *, fit_verbose=None, fresh_process_check: bool = False) -> Fin
             "image_size": list(size),
             "freeze": freeze,
             "settings": _settings(args),
+            "defaults": plan.to_dict(),
+            "diagnosis": diagnosis.to_dict() if diagnosis is not None else None,
+            "failed": bool(diagnosis is not None and diagnosis.failed),
             "reload_max_abs_diff": diffs,
         }
         if se_report:
@@ -349,7 +399,8 @@ def execute(args, *, fit_verbose=None, fresh_process_check: bool = False) -> Fin
         raise
     return FinetuneRun(result=result, data=data, se_report=se_report,
                        out=out.out if suffix is None else None, diffs=diffs, image_size=size,
-                       freeze=freeze, preprocess=preprocess, resumed=out.resumed)
+                       freeze=freeze, preprocess=preprocess, resumed=out.resumed, plan=plan,
+                       diagnosis=diagnosis)
 
 
 @command("finetune", help="fine-tune a (retrofitted) model on a dataset", arguments=add_arguments)
@@ -361,7 +412,16 @@ def main(args) -> int:
     DIR/keras_se.json (what a later command needs: preprocessing, classes).
     Kill it at any time: the same command resumes from the last finished
     epoch.
+
+    Settings left on auto (input size, learning rate, BatchNorm momentum,
+    recalibration, augmentation) are chosen from the run and printed with the
+    reason (keras_se.defaults); metrics.json records them. A run whose
+    validation stays at chance (or whose loss is NaN) while it trains says so
+    in one line on stderr, with the flag that addresses it, and exits with 3
+    (keras_se.diagnose); its outputs are still written.
     """
+    from keras_se.diagnose import exit_code
+
     run = execute(args)
     result = run.result
     before, after = result.before or {}, result.after or {}
@@ -376,4 +436,7 @@ def main(args) -> int:
             f"metrics.json, curves.png}}; reloaded both models "
             f"(max abs diff {max(run.diffs.values()):.3g})"
         )
-    return 0
+    if run.diagnosis is not None:
+        kind = "failed" if run.diagnosis.failed else "warning"
+        print(f"keras-se finetune: {kind}: {run.diagnosis.message}", file=sys.stderr)
+    return exit_code(run.diagnosis)
