@@ -29,6 +29,8 @@ EDGE_TEST_FILES = {
     "test_applications.py",
     "test_benchmarks.py",
     "test_cli.py",
+    "test_cli_hub.py",
+    "test_cli_timm.py",
     "test_data.py",
     "test_distribute.py",
     "test_export.py",

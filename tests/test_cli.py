@@ -119,7 +119,7 @@ def test_sites_table_in_a_subprocess():
     proc = run_cli("sites", "mobilenet_v2", "--alpha", 0.35, "--input-shape", "48,48,3")
     assert_ok(proc)
     model = keras.applications.MobileNetV2(input_shape=(48, 48, 3), alpha=0.35, weights=None)
-    spec = cli.resolve_model("mobilenet_v2")
+    spec = keras_se.models.resolve_model("mobilenet_v2")
     sites = keras_se.find_se_sites(model, spec.placement, select=spec.select)
     rows = [ln for ln in proc.stdout.splitlines() if re.match(r"^\s*\d+\s+\S+_depthwise_relu\s", ln)]
     assert len(rows) == len(sites) == 17

@@ -400,14 +400,8 @@ def test_presets_load_once_keras_se_is_imported(kh, se_resnet, tmp_path):
         print("LOADED", type(keras_hub.models.ResNetBackbone.from_preset({str(tmp_path)!r})).__name__)
     """)
     assert "REFUSED True" in out.stdout and "LOADED SEResNetBackbone" in out.stdout, out.stderr
-    # keras_se first: the classes are registered when keras_hub is imported.
-    out = _python(f"""
-        import sys, keras_se
-        assert "keras_hub" not in sys.modules
-        import keras_hub
-        print("LOADED", type(keras_hub.models.Backbone.from_preset({str(tmp_path)!r})).__name__)
-    """)
-    assert "LOADED SEResNetBackbone" in out.stdout, out.stderr
+    # keras_se first, keras_hub when needed (the classes are registered then): the
+    # command line in a fresh process, tests/test_cli_hub.py::test_an_se_preset_in_a_fresh_process.
 
 
 def test_keras_se_works_without_keras_hub(tmp_path):
@@ -432,6 +426,10 @@ def test_keras_se_works_without_keras_hub(tmp_path):
             except ImportError as e:
                 print("ERROR", e)
         print("HINT", hub.hub_hint())
+        print("HUB_IMPORTED", "keras_hub" in sys.modules and sys.modules["keras_hub"] is not None)
+        # The command line: one line on stderr, exit code 2, the pip hint.
+        from keras_se.cli import run
+        print("CLI", run(["sites", {str(preset)!r}]))
     """)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
@@ -441,3 +439,9 @@ def test_keras_se_works_without_keras_hub(tmp_path):
     assert "keras_se.from_preset needs keras-hub" in errors[0]
     assert [line for line in lines if line.startswith("HINT")] == [
         "HINT  keras-hub presets need keras-hub: `pip install keras-se[hub]`."]
+    assert "HUB_IMPORTED False" in lines and "CLI 2" in lines
+    errors = [line for line in out.stderr.splitlines() if line.startswith("keras-se")]
+    assert errors == [
+        "keras-se sites: error: `model` names a keras-hub preset, which needs keras-hub (not "
+        "installed): `pip install keras-se[hub]` (Python 3.11 or newer). "
+        f"Received: model={str(preset)!r}"], out.stderr[-2000:]

@@ -45,7 +45,9 @@ from keras_se.hub.presets import (
     HubPreset,
     from_preset,
     hub_hint,
+    preset_preprocessing,
     resolve_hub_model,
+    save_preset,
 )
 from keras_se.hub.rewrite import rewrite_hub_model
 
@@ -60,9 +62,11 @@ __all__ = [
     "hub_hint",
     "install_import_hook",
     "is_hub_model",
+    "preset_preprocessing",
     "register_se_classes",
     "resolve_hub_model",
     "rewrite_hub_model",
+    "save_preset",
     "se_backbone_class",
     "se_task_class",
 ]

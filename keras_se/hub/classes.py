@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import importlib.abc
 import json
 import os
@@ -37,6 +38,14 @@ _SE_COMPANION_CLASSES: dict[type, type] = {}
 
 def registered_name(cls) -> str:
     return keras.saving.get_registered_name(cls)
+
+
+@dataclasses.dataclass
+class _SEData:
+    """An SE backbone's SE arguments (one dict per rewrite) and its base's config."""
+
+    specs: list
+    base_config: dict
 
 
 class SEBackbone:
@@ -109,10 +118,12 @@ class SEBackbone:
         )
         if hasattr(model, "output_names"):
             self.output_names = list(model.output_names)
-        self._se_specs = specs
-        self._se_base_config = {
+        # Kept in a plain object: Keras wraps a list or dict assigned to a layer in a
+        # tracked one that points back to the layer, and deep-copying that (as the
+        # config properties do) pickled the whole model, several times per save.
+        self._se_data = _SEData(specs, {
             k: v for k, v in base_config.items() if k not in ("name", "dtype", "trainable")
-        }
+        })
         self._se_report = report
         _copy_plain_attributes(base, self)
         if getattr(base, "pyramid_outputs", None):
@@ -121,6 +132,14 @@ class SEBackbone:
             site._anchor_layer = None
 
     # ------------------------------------------------------------------ config
+    @property
+    def _se_specs(self) -> list[dict]:
+        return self._se_data.specs
+
+    @property
+    def _se_base_config(self) -> dict:
+        return self._se_data.base_config
+
     @property
     def se_config(self) -> list[dict]:
         return copy.deepcopy(self._se_specs)

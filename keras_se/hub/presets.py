@@ -118,9 +118,10 @@ def from_preset(
     )
 
 
-def _load_preset(kh, preset, task, task_kwargs, load_weights, task_config):
+def _load_preset(kh, preset, task, task_kwargs, load_weights, task_config, **kwargs):
+    """The preset's backbone or task; `kwargs` (`image_shape`) go to every loader."""
     if task is False:
-        return kh.models.Backbone.from_preset(preset, load_weights=load_weights)
+        return kh.models.Backbone.from_preset(preset, load_weights=load_weights, **kwargs)
     if isinstance(task, str):
         cls = getattr(kh.models, task, None) or keras.saving.get_registered_object(task)
         if cls is None:
@@ -130,7 +131,7 @@ def _load_preset(kh, preset, task, task_kwargs, load_weights, task_config):
             )
         task = cls
     if isinstance(task, type):
-        return task.from_preset(preset, load_weights=load_weights, **task_kwargs)
+        return task.from_preset(preset, load_weights=load_weights, **task_kwargs, **kwargs)
     if task_config is None and task is None and not os.path.isdir(preset):
         # A remote preset: keras-hub knows whether it has a task.
         with contextlib.suppress(FileNotFoundError, ValueError):
@@ -144,14 +145,14 @@ def _load_preset(kh, preset, task, task_kwargs, load_weights, task_config):
                 "'ImageClassifier') to build a task around its backbone. Received: "
                 f"preset={preset!r}, task={task!r}, task_kwargs={task_kwargs!r}"
             )
-        return kh.models.Backbone.from_preset(preset, load_weights=load_weights)
+        return kh.models.Backbone.from_preset(preset, load_weights=load_weights, **kwargs)
     cls = keras.saving.get_registered_object(task_config["registered_name"])
     if cls is None:
         raise ValueError(
             f"The preset's task class {task_config['registered_name']!r} is not registered "
             f"with Keras. Received: preset={preset!r}"
         )
-    return cls.from_preset(preset, load_weights=load_weights, **task_kwargs)
+    return cls.from_preset(preset, load_weights=load_weights, **task_kwargs, **kwargs)
 
 
 @dataclasses.dataclass
@@ -181,11 +182,78 @@ class HubPreset:
         """`keras_se.hub.from_preset(self.preset, placement, **kwargs)`."""
         return from_preset(self.preset, placement, **kwargs)
 
-    def load(self, *, task: bool | None = None, load_weights: bool = True):
-        """The preset's model as saved (no SE added)."""
+    def load(self, *, task: bool | str | type | None = None, load_weights: bool = True,
+             task_kwargs: dict | None = None, **kwargs):
+        """The preset's model as saved (no SE added).
+
+        Args:
+            task: as for `from_preset`: None for the preset's task (else its
+                backbone), False for the backbone, a Task class or its name.
+            load_weights: load the preset's weights.
+            task_kwargs: passed to the task's `from_preset` (`num_classes`).
+            **kwargs: passed to every `from_preset` (`image_shape`).
+        """
         kh = keras_hub("Loading a keras-hub preset")
         config = _read_json(self.preset, "task.json") if os.path.isdir(self.preset) else None
-        return _load_preset(kh, self.preset, task, {}, load_weights, config)
+        return _load_preset(kh, self.preset, task, dict(task_kwargs or {}), load_weights,
+                            config, **kwargs)
+
+    def preprocessing(self) -> dict | str:
+        """`preset_preprocessing(self.preset)`."""
+        return preset_preprocessing(self.preset)
+
+
+def _plain_number(value):
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [float(v) for v in value]
+    return float(value)
+
+
+def preset_preprocessing(preset: str) -> dict | str:
+    """The input rescaling of a preset's `ImageConverter`: `{"scale": s, "offset": o}`.
+
+    What `keras_se.models.preprocess_function` takes: `x * s + o` on RGB pixels
+    in [0, 255], each a number, one per channel, or None. Resizing is left to
+    whoever loads the images. `"none"` when the preset has no image converter.
+    A local folder's `image_converter.json` is read; for a preset name or
+    handle, keras-hub loads the converter (downloading the preset's files).
+    """
+    if os.path.isdir(preset):
+        converter = _read_json(preset, "image_converter.json")
+        config = (converter or {}).get("config")
+    else:
+        kh = keras_hub(f"The keras-hub preset {preset!r}")
+        try:
+            layer = kh.layers.ImageConverter.from_preset(preset)
+        except (FileNotFoundError, ValueError):
+            config = None
+        else:
+            config = {"scale": layer.scale, "offset": layer.offset}
+    if not config or (config.get("scale") is None and config.get("offset") is None):
+        return "none"
+    return {"scale": _plain_number(config.get("scale")),
+            "offset": _plain_number(config.get("offset"))}
+
+
+def save_preset(model, directory: str, inputs) -> float:
+    """`model.save_to_preset(directory)`, reloaded with keras-hub and compared.
+
+    The preset is loaded back with the model class's `from_preset` (what
+    `keras_hub.models.ImageClassifier.from_preset` or `Backbone.from_preset`
+    picks for it) and both are called on `inputs`.
+
+    Returns:
+        The largest absolute difference between the outputs.
+    """
+    import numpy as np
+
+    model.save_to_preset(directory)
+    reloaded = type(model).from_preset(directory)
+    a = keras.ops.convert_to_numpy(model(inputs, training=False))
+    b = keras.ops.convert_to_numpy(reloaded(inputs, training=False))
+    return float(np.max(np.abs(a.astype("float64") - b.astype("float64"))))
 
 
 def resolve_hub_model(text: str) -> HubPreset | None:
