@@ -542,10 +542,12 @@ def _build_hub_model(spec, weights, include_top, input_shape, classes, pooling):
             task_kwargs = {"num_classes": classes}
             if spec.preset.task_class is None:
                 task = "ImageClassifier"  # keras-hub finds the class for the backbone
+                if os.path.isdir(spec.name) and spec.preset.preprocessing() == "none":
+                    task_kwargs["preprocessor"] = None  # a backbone-only preset has none
     try:
         model = spec.preset.load(task=task, load_weights=weights is not None,
                                  task_kwargs=task_kwargs, **kwargs)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, FileNotFoundError) as e:
         raise ValueError(f"{spec.label}: {_one_line(e)}") from e
     if weights not in (None, "imagenet"):
         _load_weights_file(model, weights, spec)
