@@ -21,7 +21,8 @@ Two layouts, by architecture:
   preset; keras-hub's own timm converter ports the base tensors and this module
   the SE tensors: `from_timm("timm:seresnet50.ra2_in1k")` (`_timm_hub`).
 
-The architectures, the file reading and the name maps are in `_timm_maps`.
+The architectures, the file reading and the name maps are in `_timm_maps`, the
+refusals (each before any download) in `_timm_checks`.
 
 Both expect RGB input scaled by the ImageNet mean and standard deviation:
 `preprocess_input` here (Keras's "torch" mode), not the Caffe-style
@@ -51,6 +52,7 @@ from typing import Any
 
 import keras
 import numpy as np
+from keras_se.applications import _timm_checks as checks
 from keras_se.applications import _timm_hub, _timm_legacy
 from keras_se.applications._timm_legacy import ceil_mode_stem
 from keras_se.applications._timm_maps import (
@@ -60,7 +62,6 @@ from keras_se.applications._timm_maps import (
     UNSUPPORTED,
     Loader,
     TimmArchitecture,
-    WeightMap,
     WeightsUnavailableError,
     detect_architecture,
     env_offline,
@@ -74,8 +75,6 @@ from keras_se.applications._timm_maps import (
     supported_list,
     unsupported_reason,
 )
-
-import keras_se
 
 __all__ = [
     "SUPPORTED",
@@ -237,25 +236,6 @@ def resolve_timm_weights(
 
 
 
-def _check_se_layers(layers: Mapping[str, Any], spec: str) -> None:
-    for layer in layers.values():
-        if isinstance(layer, keras_se.SqueezeExcite):
-            if layer.init != "standard":
-                raise ValueError(
-                    "`init` must be 'standard' to load trained SE weights: "
-                    f"{layer.name} has init={layer.init!r}, whose gate is "
-                    "2*sigmoid (identity at zero), so every trained gate would be "
-                    "doubled. Build the model with init='standard' (the default with a "
-                    f"timm checkpoint). Received: init={layer.init!r}"
-                )
-            if layer.squeeze != "avg" or layer.gate != "sigmoid" or not layer.use_bias:
-                raise ValueError(
-                    "timm's SE blocks are average squeeze, sigmoid gate, with biases; "
-                    f"{layer.name} has squeeze={layer.squeeze!r}, gate={layer.gate!r}, "
-                    f"use_bias={layer.use_bias!r}. Received: weights={spec!r}"
-                )
-
-
 def load_timm_weights(
     model: keras.Model,
     weights: str | os.PathLike | TimmCheckpoint,
@@ -298,10 +278,10 @@ def _load(model, ckpt: TimmCheckpoint, state: Mapping[str, np.ndarray]) -> keras
     arch = ckpt.architecture
     if arch.layout == "legacy":
         layers = _timm_legacy.check_legacy_model(model, arch, ckpt.spec)
-        _check_se_layers(layers, ckpt.spec)
+        checks.check_se_layers(layers, ckpt.spec)
     else:
         layers = layers_by_name(model)
-        _check_se_layers(layers, ckpt.spec)
+        checks.check_se_layers(layers, ckpt.spec)
     include_top = "predictions" in layers
     loader = Loader(state, ckpt.spec)
     if arch.layout == "legacy":
@@ -316,67 +296,6 @@ def _load(model, ckpt: TimmCheckpoint, state: Mapping[str, np.ndarray]) -> keras
 
 
 # ------------------------------------------------------------------- legacy
-#: SE options that do not change the architecture (allowed with a timm checkpoint).
-_HARMLESS_SE_OPTIONS = ("kernel_initializer", "bias_initializer", "kernel_regularizer",
-                        "bias_regularizer")
-
-
-def _check_fixed_se_arguments(spec, ratio, squeeze, gate, init, placement, select,
-                              se_options) -> None:
-    if init == "identity":
-        raise ValueError(
-            "`init` must be 'standard' (or None) with a timm checkpoint: its SE blocks "
-            "were trained with the plain sigmoid gate, and init='identity' uses "
-            "2*sigmoid, doubling every gate. Received: init='identity', "
-            f"weights={spec!r}"
-        )
-    if init not in (None, "standard"):
-        raise ValueError(
-            f"`init` must be None or 'standard' with a timm checkpoint. "
-            f"Received: init={init!r}"
-        )
-    fixed = {"ratio": (ratio, 16), "squeeze": (squeeze, "avg"), "gate": (gate, "sigmoid"),
-             "placement": (placement, None), "select": (select, None)}
-    for arg, (value, expected) in fixed.items():
-        if value != expected and not (arg == "placement" and value == "residual"):
-            raise ValueError(
-                f"`{arg}` must be {expected!r} with a timm checkpoint: the SE blocks are "
-                f"timm's (ratio 16, average squeeze, sigmoid gate, on every residual "
-                f"branch). Received: {arg}={value!r}"
-            )
-    changed = sorted(set(se_options) - set(_HARMLESS_SE_OPTIONS))
-    if changed:
-        raise ValueError(
-            f"SE option(s) {changed} would change timm's SE blocks; with a timm "
-            f"checkpoint only {', '.join(_HARMLESS_SE_OPTIONS)} are allowed. "
-            f"Received: {', '.join(f'{k}={se_options[k]!r}' for k in changed)}"
-        )
-
-
-def _check_input_size(input_shape) -> None:
-    """At 32 pixels or fewer the last stage's maps are 1x1, where add_se_blocks places no
-    SE block: the checkpoint's SE weights of that stage would have nowhere to go."""
-    if input_shape is None:
-        return
-    sizes = [d for d in tuple(input_shape)[:2] if d is not None]
-    if sizes and min(sizes) < 33:
-        raise ValueError(
-            "`input_shape` must be at least 33x33 with a timm checkpoint: at 32 pixels or "
-            "fewer the last stage's feature maps are 1x1, where add_se_blocks places no SE "
-            "block, so that stage's trained SE weights would have nowhere to go. "
-            f"Received: input_shape={tuple(input_shape)!r}"
-        )
-
-
-def _check_head(include_top, classes) -> None:
-    if include_top and classes != 1000:
-        raise ValueError(
-            "With a timm checkpoint and `include_top=True`, `classes` must be 1000 "
-            "(the ImageNet head is loaded); use include_top=False and your own head "
-            f"(keras_se.add_classifier_head) for other classes. Received: classes={classes!r}"
-        )
-
-
 def build_legacy_seresnet(
     depth: int,
     *,
@@ -406,46 +325,22 @@ def build_legacy_seresnet(
     """
     se_options = dict(se_options or {})
     spec = weights.spec if isinstance(weights, TimmCheckpoint) else os.fspath(weights)
-    _check_fixed_se_arguments(spec, ratio, squeeze, gate, init, placement, select, se_options)
-    _check_head(include_top, classes)
-    _check_input_size(input_shape)
+    checks.check_fixed_se_arguments(spec, ratio, squeeze, gate, init, placement, select, se_options)
+    checks.check_head(include_top, classes)
+    checks.check_input_size(input_shape)
     if isinstance(spec, str) and spec.startswith("timm:"):
-        _check_arch_fits(parse_timm_name(spec)[0], depth, spec)  # before any download
+        checks.check_arch_fits(parse_timm_name(spec)[0], depth, spec)  # before any download
     ckpt = weights if isinstance(weights, TimmCheckpoint) else resolve_timm_weights(
         weights, cache_dir=cache_dir, offline=offline)
-    _check_arch_fits(ckpt.architecture.name, depth, spec)
+    checks.check_arch_fits(ckpt.architecture.name, depth, spec)
     state = read_state_dict(ckpt.path)
-    _require_tensors(state, legacy_weight_map(ckpt.architecture.stage_blocks,
+    checks.require_tensors(state, legacy_weight_map(ckpt.architecture.stage_blocks,
                                               include_top=include_top), spec)
     model = _timm_legacy.build_legacy_model(
         depth, include_top=include_top, input_tensor=input_tensor, input_shape=input_shape,
         pooling=pooling, classes=classes, classifier_activation=classifier_activation,
         name=name, se_options=se_options)
     return _load(model, ckpt, state)
-
-
-def _require_tensors(state: Mapping[str, np.ndarray], weight_map: WeightMap, spec: str):
-    """Refuses an incomplete checkpoint before the (slow) model build."""
-    for key, _ in weight_map.values():
-        if key is not None and key not in state:
-            Loader(state, spec).get_tensor(key)  # raises its ValueError
-
-
-def _check_arch_fits(arch: str, depth: int, spec: str) -> None:
-    a = SUPPORTED[arch]
-    if a.layout != "legacy":
-        raise ValueError(
-            f"`weights` {spec!r} is a {arch} checkpoint (ResNet v1.5"
-            f"{'-D' if a.deep_stem else ''}: stride on the 3x3), which does not fit the "
-            f"Keras ResNet v1 layout of SEResNet{depth}: build it with "
-            f"keras_se.applications.timm_weights.from_timm({spec!r}). "
-            f"Received: weights={spec!r}"
-        )
-    if a.depth != depth:
-        raise ValueError(
-            f"`weights` {spec!r} is a {arch} checkpoint; it loads into "
-            f"SEResNet{a.depth}, not SEResNet{depth}. Received: weights={spec!r}"
-        )
 
 
 def from_timm(
@@ -509,8 +404,8 @@ def from_timm(
     model.save_to_preset("seresnet50_preset")
     ```
     """
-    _check_head(include_top, classes)
-    _check_input_size(input_shape)
+    checks.check_head(include_top, classes)
+    checks.check_input_size(input_shape)
     if isinstance(weights, str) and weights.startswith("timm:"):
         parse_timm_name(weights)  # refuse an unsupported name before any download
     ckpt = weights if isinstance(weights, TimmCheckpoint) else resolve_timm_weights(
@@ -523,7 +418,7 @@ def from_timm(
             pooling=pooling, classes=classes, classifier_activation=classifier_activation,
             **kwargs)
     state = read_state_dict(ckpt.path)
-    _require_tensors(state, resnet_se_weight_map(arch.stage_blocks, include_top=include_top),
+    checks.require_tensors(state, resnet_se_weight_map(arch.stage_blocks, include_top=include_top),
                      ckpt.spec)
     model = _timm_hub.build_hub_model(
         arch, ckpt.tag, include_top=include_top, input_shape=input_shape, pooling=pooling,
@@ -564,7 +459,7 @@ def build_timm_architecture(
         return _timm_legacy.build_legacy_model(
             arch.depth, include_top=include_top, input_shape=input_shape, pooling=pooling,
             classes=classes, classifier_activation=classifier_activation, **kwargs)
-    _check_head(include_top, classes)
+    checks.check_head(include_top, classes)
     return _timm_hub.build_hub_model(
         arch, tag, include_top=include_top, input_shape=input_shape, pooling=pooling,
         classifier_activation=classifier_activation, name=name)
@@ -612,8 +507,8 @@ def build_timm_model(
         WeightsUnavailableError: offline (or no network) and not cached; a
             `ValueError` too, so the command line prints one line, exit 2.
     """
-    _check_head(include_top, classes)
-    _check_input_size(input_shape)
+    checks.check_head(include_top, classes)
+    checks.check_input_size(input_shape)
     ckpt = resolve_for_model(model_name, weights, cache_dir=cache_dir, offline=offline)
     model = from_timm(ckpt, include_top=include_top, input_shape=input_shape,
                       pooling=pooling, classes=classes,
@@ -645,21 +540,9 @@ def resolve_for_model(
         raise ValueError("`weights` must name a timm checkpoint. Received: weights=None")
     spec = weights.spec if isinstance(weights, TimmCheckpoint) else os.fspath(weights)
     if model_name is not None and spec.startswith("timm:"):
-        _check_zoo_fits(model_name, SUPPORTED[parse_timm_name(spec)[0]], spec)
+        checks.check_zoo_fits(model_name, SUPPORTED[parse_timm_name(spec)[0]], spec)
     ckpt = weights if isinstance(weights, TimmCheckpoint) else resolve_timm_weights(
         weights, cache_dir=cache_dir, offline=offline)
     if model_name is not None:
-        _check_zoo_fits(model_name, ckpt.architecture, spec)
+        checks.check_zoo_fits(model_name, ckpt.architecture, spec)
     return ckpt
-
-
-def _check_zoo_fits(model_name: str, arch: TimmArchitecture, spec: str) -> None:
-    from keras_se.applications import registry
-
-    info = registry.model_info(model_name)
-    if info.name != arch.zoo_constructor:
-        home = arch.zoo_constructor or f"no zoo model: use it as the model itself ({spec})"
-        raise ValueError(
-            f"`weights` {spec!r} is a {arch.name} checkpoint, which loads into {home}, "
-            f"not {info.name}. Received: model={model_name!r}, weights={spec!r}"
-        )

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
 import inspect
 import os
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from typing import Any
 import keras
 
 from keras_se._files import read_json
+from keras_se.preprocessing import preprocess_function
 
 MODEL_FILE = "model.keras"
 SIDECAR = "keras_se.json"
@@ -534,19 +534,9 @@ def _build_hub_model(spec, weights, include_top, input_shape, classes, pooling):
             "`pooling` applies to keras.applications models; a keras-hub backbone gives "
             f"its feature map. Received: pooling={pooling!r}"
         )
-    kwargs = {} if input_shape is None else {"image_shape": tuple(input_shape)}
-    task, task_kwargs = False, {}
-    if include_top:
-        task = None  # the preset's task (its task.json), else its backbone
-        if classes is not None:
-            task_kwargs = {"num_classes": classes}
-            if spec.preset.task_class is None:
-                task = "ImageClassifier"  # keras-hub finds the class for the backbone
-                if os.path.isdir(spec.name) and spec.preset.preprocessing() == "none":
-                    task_kwargs["preprocessor"] = None  # a backbone-only preset has none
     try:
-        model = spec.preset.load(task=task, load_weights=weights is not None,
-                                 task_kwargs=task_kwargs, **kwargs)
+        model = spec.preset.model(include_top=include_top, classes=classes,
+                                  input_shape=input_shape, load_weights=weights is not None)
     except (ValueError, TypeError, FileNotFoundError) as e:
         raise ValueError(f"{spec.label}: {_one_line(e)}") from e
     if weights not in (None, "imagenet"):
@@ -592,61 +582,3 @@ def default_preprocess(spec: ModelSpec, weights=None) -> str | dict:
     if spec.kind == "hub_preset":
         return spec.preset.preprocessing()
     return spec.family or "none"
-
-
-def preprocess_function(name: str | dict | None) -> Callable | None:
-    """The `preprocess_input` named `name`.
-
-    `None`/`"none"`: no preprocessing (the model gets pixels in [0, 255]);
-    `"tf"`, `"torch"`, `"caffe"`: `imagenet_utils.preprocess_input` modes; a
-    `keras.applications` module name (`"mobilenet_v2"`, `"resnet"`): that
-    family's `preprocess_input`; `{"scale": s, "offset": o}`: `x * s + o`, a
-    number or one per channel each (a keras-hub `ImageConverter`'s rescaling;
-    None skips it).
-    """
-    if isinstance(name, dict):
-        return _scale_offset(name)
-    if name in (None, "none"):
-        return None
-    if name in ("tf", "torch", "caffe"):
-        return functools.partial(keras.applications.imagenet_utils.preprocess_input, mode=name)
-    module = getattr(keras.applications, name, None)
-    if module is None or not hasattr(module, "preprocess_input"):
-        families = sorted(
-            n
-            for n in dir(keras.applications)
-            if hasattr(getattr(keras.applications, n), "preprocess_input") and n != "imagenet_utils"
-        )
-        raise ValueError(
-            "`preprocess` must be none, tf, torch, caffe or a keras.applications family "
-            f"({', '.join(families)}). Received: preprocess={name!r}"
-        )
-    return module.preprocess_input
-
-
-def _scale_offset(config: dict) -> Callable:
-    import numpy as np
-
-    unknown = sorted(set(config) - {"scale", "offset"})
-    values = {}
-    for key in ("scale", "offset"):
-        value = config.get(key)
-        try:
-            values[key] = None if value is None else np.asarray(value, dtype="float32")
-        except (TypeError, ValueError):
-            unknown.append(key)
-    if unknown or any(v is not None and v.ndim > 1 for v in values.values()):
-        raise ValueError(
-            "`preprocess` as a dict must be {'scale': s, 'offset': o}, each a number, one "
-            f"per channel, or None. Received: preprocess={config!r}"
-        )
-    scale, offset = values["scale"], values["offset"]
-
-    def preprocess(x):
-        if scale is not None:
-            x = x * scale
-        if offset is not None:
-            x = x + offset
-        return x
-
-    return preprocess

@@ -198,6 +198,31 @@ class HubPreset:
         return _load_preset(kh, self.preset, task, dict(task_kwargs or {}), load_weights,
                             config, **kwargs)
 
+    def model(self, *, include_top: bool = True, classes: int | None = None,
+              input_shape: tuple | None = None, load_weights: bool = True):
+        """The preset's model for a MODEL argument (`keras_se.models.build_model`).
+
+        Args:
+            include_top: the preset's task (its `task.json`), else its backbone;
+                False: the backbone.
+            classes: with `include_top`, a new head of that many classes: the
+                preset's task class, or keras-hub's `ImageClassifier` for the
+                backbone (without a preprocessor if the preset has no image
+                converter).
+            input_shape: `(height, width, channels)`, the backbone's `image_shape`.
+            load_weights: load the preset's weights (else random ones).
+        """
+        kwargs = {} if input_shape is None else {"image_shape": tuple(input_shape)}
+        task, task_kwargs = (None if include_top else False), {}
+        if include_top and classes is not None:
+            task_kwargs["num_classes"] = classes
+            if self.task_class is None:
+                task = "ImageClassifier"  # keras-hub finds the class for the backbone
+                if os.path.isdir(self.preset) and self.preprocessing() == "none":
+                    task_kwargs["preprocessor"] = None
+        return self.load(task=task, load_weights=load_weights, task_kwargs=task_kwargs,
+                         **kwargs)
+
     def preprocessing(self) -> dict | str:
         """`preset_preprocessing(self.preset)`."""
         return preset_preprocessing(self.preset)
