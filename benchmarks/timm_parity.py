@@ -37,6 +37,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import timm  # noqa: E402
 import torch  # noqa: E402
+from keras_se.applications import _timm_maps  # noqa: E402
 from keras_se.applications import timm_weights as tw  # noqa: E402
 
 from keras_se import applications  # noqa: E402
@@ -93,8 +94,8 @@ def stock_stem_model(arch, path):
     model = getattr(applications, f"SEResNet{a.depth}")(
         weights=None, init="standard", classifier_activation=None,
         input_tensor=keras.Input((None, None, 3)))
-    loader = tw._Loader(tw.read_state_dict(path), path)
-    loader.apply(tw._layers_by_name(model), tw.legacy_weight_map(a.stage_blocks))
+    loader = _timm_maps.Loader(tw.read_state_dict(path), path)
+    loader.apply(_timm_maps.layers_by_name(model), tw.legacy_weight_map(a.stage_blocks))
     return model
 
 

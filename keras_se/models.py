@@ -8,7 +8,18 @@ a notebook or a script gets the same model the command line would:
 - an SE zoo name (`seresnet50`, `se_mobilenet`, see `keras_se.applications`);
 - a `.keras` file, or a folder holding `model.keras` as `keras-se retrofit` and
   `finetune` write it (its `keras_se.json` sidecar says which preprocessing the model
-  expects and the names of its classes).
+  expects and the names of its classes);
+- a keras-hub preset: a local preset folder (written by `save_to_preset`), a
+  keras-hub preset name (`resnet_50_imagenet`) or handle (`hf://...`), loaded with
+  keras-hub (`keras_se.hub`; `pip install keras-se[hub]`);
+- a timm SE-ResNet checkpoint, `timm:ARCH[.TAG]` (`timm:seresnet50.ra2_in1k`; see
+  `keras_se.applications.timm_weights`). A zoo SE-ResNet also takes one as its
+  weights (`seresnet50` with `weights="timm:legacy_seresnet50.in1k"` or a local
+  `.safetensors`/`.pth` file).
+
+`default_preprocess(spec, weights)` is the input preprocessing such a model expects
+(a `keras.applications` family, `"torch"` for timm weights, a preset's
+`ImageConverter` scale and offset); `preprocess_function` turns it into a function.
 
 Keras only: it runs on every Keras backend.
 """
@@ -17,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
 import inspect
 import os
 from collections.abc import Callable
@@ -26,6 +36,7 @@ from typing import Any
 import keras
 
 from keras_se._files import read_json
+from keras_se.preprocessing import preprocess_function
 
 MODEL_FILE = "model.keras"
 SIDECAR = "keras_se.json"
@@ -36,12 +47,15 @@ __all__ = [
     "ModelSpec",
     "application_constructors",
     "build_model",
+    "default_preprocess",
     "load_model",
     "model_names",
     "preprocess_function",
     "read_sidecar",
     "resolve_image_size",
     "resolve_model",
+    "resolve_weights",
+    "uses_timm_weights",
     "weights_argument",
 ]
 
@@ -52,9 +66,11 @@ class ModelSpec:
 
     Attributes:
         kind: `"application"` (a `keras.applications` constructor), `"zoo"` (a
-            `keras_se.applications` constructor) or `"file"` (a `.keras` file).
-        name: the constructor's name (`"MobileNetV2"`, `"SEResNet50"`) or the
-            file's path.
+            `keras_se.applications` constructor), `"file"` (a `.keras` file),
+            `"hub_preset"` (a keras-hub preset) or `"timm"` (a timm checkpoint
+            named as the model).
+        name: the constructor's name (`"MobileNetV2"`, `"SEResNet50"`), the
+            file's path, the preset (name, handle or folder) or the timm name.
         constructor: the constructor, or None for a file.
         family: the `keras.applications` module name (`"mobilenet_v2"`) whose
             `preprocess_input` the model expects, or None if unknown.
@@ -63,6 +79,7 @@ class ModelSpec:
         select: the SE zoo's `select` for the family, or None.
         path: the `.keras` file, for `kind="file"`.
         sidecar: the `keras_se.json` beside a file (`{}` if none).
+        preset: the `keras_se.hub.HubPreset`, for `kind="hub_preset"`.
     """
 
     kind: str
@@ -74,11 +91,24 @@ class ModelSpec:
     select: str | None = None
     path: str | None = None
     sidecar: dict = dataclasses.field(default_factory=dict)
+    preset: Any = None
 
     @property
     def label(self) -> str:
-        """The name to show: the constructor's, or the file's base name."""
-        return os.path.basename(self.name) if self.kind == "file" else self.name
+        """The name to show: the constructor's, or the file's (or preset folder's) base name."""
+        if self.kind == "file" or (self.kind == "hub_preset" and os.path.isdir(self.name)):
+            return os.path.basename(os.path.normpath(self.name))
+        return self.name
+
+    @property
+    def has_se(self) -> bool | None:
+        """Whether the model is built with SE blocks already (zoo models, timm
+        checkpoints, SE presets); None for a file (known once loaded)."""
+        if self.kind == "file":
+            return None
+        if self.kind == "hub_preset":
+            return bool(self.preset.has_se)
+        return self.kind in ("zoo", "timm")
 
 
 def _zoo():
@@ -132,15 +162,18 @@ def resolve_model(text: str) -> ModelSpec:
 
     Args:
         text: a `keras.applications` name (case-insensitive; `_`, `-`, `.`
-            ignored), an SE zoo name, or a path to a `.keras` file or to a
-            folder holding `model.keras`.
+            ignored), an SE zoo name, a path to a `.keras` file or to a
+            folder holding `model.keras`, a keras-hub preset (folder, name or
+            handle), or `"timm:ARCH[.TAG]"`.
 
     Returns:
         A `ModelSpec`.
 
     Raises:
-        ValueError: for an unknown name (with the nearest names) or a missing
-            or non-`.keras` file.
+        ValueError: for an unknown name (with the nearest names), a missing
+            or non-`.keras` file, an unsupported timm checkpoint, or a
+            keras-hub preset without keras-hub installed (the message says
+            how to install it).
         TypeError: when `text` is not a non-empty string.
 
     Example:
@@ -155,8 +188,20 @@ def resolve_model(text: str) -> ModelSpec:
     if not isinstance(text, (str, os.PathLike)) or not os.fspath(text):
         raise TypeError(f"`model` must be a non-empty string. Received: model={text!r}")
     text = os.fspath(text)
+    if text.startswith("timm:"):
+        return _timm_spec(text)
+    if text.startswith(_PRESET_SCHEMES):
+        return _hub_spec(text)
     if _looks_like_path(text):
         path = os.path.join(text, MODEL_FILE) if os.path.isdir(text) else text
+        if os.path.isdir(text) and not os.path.isfile(path):
+            spec = _hub_spec(text)  # a keras-hub preset folder (config.json)
+            if spec is not None:
+                return spec
+            raise ValueError(
+                f"`model` folder holds neither {MODEL_FILE} nor a keras-hub preset "
+                f"(config.json). Received: model={text!r}"
+            )
         if not os.path.isfile(path):
             raise ValueError(f"`model` file does not exist: {path}. Received: model={text!r}")
         if not path.endswith(".keras"):
@@ -199,6 +244,9 @@ def resolve_model(text: str) -> ModelSpec:
             placement=info.family.placement,
             select=info.family.select,
         )
+    spec = _hub_spec(text)  # a keras-hub preset name (a lookup: nothing downloads here)
+    if spec is not None:
+        return spec
     names = model_names()
     by_key = {zoo.canonical_name(n): n for n in names}
     near = [n for k, n in by_key.items() if k.startswith(key) or (len(k) > 3 and key.startswith(k))]
@@ -206,10 +254,67 @@ def resolve_model(text: str) -> ModelSpec:
     for k in difflib.get_close_matches(key, list(by_key), n=4, cutoff=0.6):
         if by_key[k] not in near and len(near) < 5:
             near.append(by_key[k])
+    for name in difflib.get_close_matches(text, _hub_preset_names(), n=2, cutoff=0.8):
+        if len(near) < 6:
+            near.append(name)
     hint = f" Did you mean: {', '.join(near)}?" if near else ""
+    from keras_se.hub import hub_hint
+
     raise ValueError(
-        "`model` is not a keras.applications name, an SE zoo name or a .keras file."
-        f"{hint} Received: model={text!r}"
+        "`model` is not a keras.applications name, an SE zoo name, a .keras file, a "
+        f"keras-hub preset or a timm checkpoint (timm:ARCH).{hint}{hub_hint()} "
+        f"Received: model={text!r}"
+    )
+
+
+_PRESET_SCHEMES = ("kaggle://", "hf://", "modelscope://", "gs://")
+
+
+def _hub_spec(text: str) -> ModelSpec | None:
+    """The spec of a keras-hub preset (folder, handle or name), or None."""
+    from keras_se import hub
+
+    try:
+        preset = hub.resolve_hub_model(text)
+    except ImportError:
+        raise ValueError(
+            f"`model` names a keras-hub preset, which needs keras-hub (not installed): "
+            f"`{hub.PIP_HINT}` (Python 3.11 or newer). Received: model={text!r}"
+        ) from None
+    if preset is None:
+        return None
+    return ModelSpec(
+        kind="hub_preset",
+        name=text,
+        default_size=preset.image_size[0] if preset.image_size else None,
+        placement=preset.placement,
+        select=preset.select,
+        preset=preset,
+    )
+
+
+def _hub_preset_names() -> list[str]:
+    from keras_se.hub._access import hub_loaded
+
+    kh = hub_loaded()  # resolve_model imported it if it is installed
+    return sorted(kh.models.Backbone.presets) if kh is not None else []
+
+
+def _timm_spec(text: str) -> ModelSpec:
+    from keras_se.applications import timm_weights as tw
+
+    try:
+        arch_name, tag = tw.parse_timm_name(text)
+    except ValueError as e:
+        raise ValueError(
+            str(e).replace("`weights`", "`model`").replace("Received: weights=", "Received: model=")
+        ) from None
+    arch = tw.SUPPORTED[arch_name]
+    return ModelSpec(
+        kind="timm",
+        name=text,
+        default_size=(arch.top1.get(tag) or arch.top1[arch.default_tag])[1],
+        placement="residual",
     )
 
 
@@ -255,18 +360,82 @@ def load_model(path: str | os.PathLike) -> keras.Model:
         ) from e
 
 
-def weights_argument(weights: str | None) -> str | None:
-    """`None`, `"imagenet"` or an existing file, from a `--weights` text."""
+def _timm():
+    from keras_se.applications import timm_weights
+
+    return timm_weights
+
+
+def weights_argument(weights):
+    """`None`, `"imagenet"`, an existing file or a timm checkpoint, from a `--weights` text.
+
+    A timm name (`"timm:legacy_seresnet50.in1k"`) is checked (supported
+    architecture), not looked up; a `TimmCheckpoint` is returned as is.
+    """
+    tw = _timm()
+    if isinstance(weights, tw.TimmCheckpoint):
+        return weights
     if weights is None or weights.lower() in ("none", "null", ""):
         return None
     if weights.lower() == "imagenet":
         return "imagenet"
+    if weights.startswith("timm:"):
+        tw.parse_timm_name(weights)
+        return weights
     if not os.path.isfile(weights):
         raise ValueError(
-            f"`weights` must be 'imagenet', 'none' or an existing weights file. "
-            f"Received: weights={weights!r}"
+            f"`weights` must be 'imagenet', 'none' or an existing weights file (Keras "
+            "weights, or a timm .safetensors/.pth), or name a timm checkpoint "
+            f"('timm:ARCH[.TAG]'). Received: weights={weights!r}"
         )
     return weights
+
+
+def uses_timm_weights(spec: ModelSpec, weights=None) -> bool:
+    """Whether the model `spec` and `weights` name loads a timm checkpoint (trained SE)."""
+    if spec.kind == "timm":
+        return weights_argument(weights) is not None
+    return weights is not None and _timm().is_timm_weights(weights)
+
+
+def resolve_weights(spec: ModelSpec, weights):
+    """The weights `build_model(spec, weights=...)` will load, checked now.
+
+    `weights_argument`, and for a timm checkpoint (as the weights of a zoo
+    SE-ResNet, or the model itself with `"imagenet"`, meaning its own
+    weights) the checks that it fits the model and the lookup of its file,
+    downloading it if needed and allowed: offline with no cached copy fails
+    here, in one line, before any work is done.
+
+    Returns:
+        None, `"imagenet"` (for a keras-hub preset: the preset's own weights),
+        a weights file, or a `keras_se.applications.timm_weights.TimmCheckpoint`.
+
+    Raises:
+        ValueError: weights that do not fit the model, an unsupported
+            checkpoint, or a checkpoint that is not available
+            (`WeightsUnavailableError`, a `ValueError` too).
+    """
+    tw = _timm()
+    weights = weights_argument(weights)
+    if isinstance(weights, tw.TimmCheckpoint) or not uses_timm_weights(spec, weights):
+        return weights
+    if spec.kind == "timm":
+        if weights not in ("imagenet", spec.name):
+            raise ValueError(
+                "`weights` must be 'imagenet' (the checkpoint's own) or 'none' when the "
+                f"model is itself a timm checkpoint. Received: model={spec.name!r}, "
+                f"weights={weights!r}"
+            )
+        return tw.resolve_for_model(spec.name, None)
+    if spec.kind != "zoo":
+        raise ValueError(
+            f"`weights` {weights!r} is a timm SE-ResNet checkpoint: it loads into an SE zoo "
+            "model (seresnet50, seresnet101, seresnet152) or is named as the model itself "
+            f"(timm:ARCH), not into {spec.name}. Received: model={spec.label!r}, "
+            f"weights={weights!r}"
+        )
+    return tw.resolve_for_model(spec.name, weights)
 
 
 def build_model(
@@ -284,7 +453,11 @@ def build_model(
     Args:
         spec: from `resolve_model`.
         weights: `"imagenet"`, None, or a `.weights.h5` file of the model
-            (loaded after construction). Ignored for files.
+            (loaded after construction); a timm checkpoint for a zoo
+            SE-ResNet (`"timm:legacy_seresnet50.in1k"`, a `.safetensors`/`.pth`
+            file or a `TimmCheckpoint`). For a keras-hub preset or a timm
+            checkpoint named as the model, `"imagenet"` means its own weights
+            and None random ones. Ignored for files.
         include_top: bool. Defaults to `True`.
         input_shape: optional `(height, width, channels)`.
         classes: optional number of classes of the top.
@@ -301,6 +474,16 @@ def build_model(
     """
     if spec.kind == "file":
         return load_model(spec.path)
+    if alpha is not None and spec.kind in ("hub_preset", "timm"):
+        raise ValueError(
+            f"`alpha` is a width multiplier of MobileNet models; {spec.label} has none. "
+            f"Received: alpha={alpha!r}"
+        )
+    if spec.kind == "hub_preset":
+        return _build_hub_model(spec, weights_argument(weights), include_top, input_shape,
+                                classes, pooling)
+    if uses_timm_weights(spec, weights) or spec.kind == "timm":
+        return _build_timm_model(spec, weights, include_top, input_shape, classes, pooling)
     weights = weights_argument(weights)
     kwargs: dict[str, Any] = {
         "include_top": include_top,
@@ -342,27 +525,62 @@ def build_model(
     return model
 
 
-def preprocess_function(name: str | None) -> Callable | None:
-    """The `preprocess_input` named `name`.
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:300]
 
-    `None`/`"none"`: no preprocessing (the model gets pixels in [0, 255]);
-    `"tf"`, `"torch"`, `"caffe"`: `imagenet_utils.preprocess_input` modes; a
-    `keras.applications` module name (`"mobilenet_v2"`, `"resnet"`): that
-    family's `preprocess_input`.
-    """
-    if name in (None, "none"):
-        return None
-    if name in ("tf", "torch", "caffe"):
-        return functools.partial(keras.applications.imagenet_utils.preprocess_input, mode=name)
-    module = getattr(keras.applications, name, None)
-    if module is None or not hasattr(module, "preprocess_input"):
-        families = sorted(
-            n
-            for n in dir(keras.applications)
-            if hasattr(getattr(keras.applications, n), "preprocess_input") and n != "imagenet_utils"
-        )
+
+def _build_hub_model(spec, weights, include_top, input_shape, classes, pooling):
+    """A keras-hub preset's model: its task (new head with `classes`) or backbone."""
+    if pooling is not None:
         raise ValueError(
-            "`preprocess` must be none, tf, torch, caffe or a keras.applications family "
-            f"({', '.join(families)}). Received: preprocess={name!r}"
+            "`pooling` applies to keras.applications models; a keras-hub backbone gives "
+            f"its feature map. Received: pooling={pooling!r}"
         )
-    return module.preprocess_input
+    try:
+        model = spec.preset.model(include_top=include_top, classes=classes,
+                                  input_shape=input_shape, load_weights=weights is not None)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        raise ValueError(f"{spec.label}: {_one_line(e)}") from e
+    if weights not in (None, "imagenet"):
+        _load_weights_file(model, weights, spec)
+    return model
+
+
+def _build_timm_model(spec, weights, include_top, input_shape, classes, pooling):
+    """A zoo SE-ResNet with timm weights, or a timm checkpoint named as the model."""
+    tw = _timm()
+    top = {"include_top": include_top, "input_shape": input_shape, "pooling": pooling,
+           "classes": 1000 if classes is None else classes}
+    if spec.kind == "timm" and weights_argument(weights) is None:
+        return tw.build_timm_architecture(spec.name, **top)  # random weights
+    ckpt = resolve_weights(spec, weights)
+    model, _ = tw.build_timm_model(None, ckpt, **top)
+    return model
+
+
+def _load_weights_file(model, weights, spec):
+    try:
+        model.load_weights(weights)
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(
+            f"`weights` file does not fit {spec.label} ({type(e).__name__}: "
+            f"{_one_line(e)[:200]}). Received: weights={weights!r}"
+        ) from e
+
+
+def default_preprocess(spec: ModelSpec, weights=None) -> str | dict:
+    """The input preprocessing the model `spec` (with `weights`) expects.
+
+    What `preprocess_function` takes and `keras_se.json` records: a
+    `keras.applications` family name (`"mobilenet_v2"`), `"torch"` for timm
+    weights (RGB, ImageNet mean and standard deviation), a keras-hub
+    preset's `ImageConverter` as `{"scale": ..., "offset": ...}` (`"none"` for
+    a preset without one), what a file's sidecar recorded, else `"none"`.
+    """
+    if spec.kind == "file":
+        return spec.sidecar.get("preprocess", "none")
+    if spec.kind == "timm" or uses_timm_weights(spec, weights):
+        return "torch"
+    if spec.kind == "hub_preset":
+        return spec.preset.preprocessing()
+    return spec.family or "none"

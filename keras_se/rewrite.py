@@ -82,11 +82,12 @@ class SEReport:
         ]
         rows = self.sites if max_rows is None else self.sites[:max_rows]
         if rows:
-            width = max(len(s.se_name) for s in rows)
+            # Nested sites print as path/name: size the column from what is printed.
+            wheres = ["/".join(s.path + (s.se_name,)) for s in rows]
+            width = max(len("SE layer"), *map(len, wheres))
             lines.append(f"  {'SE layer':<{width}}  {'channels':>8}  {'spatial':<12} params")
-            for s in rows:
+            for s, where in zip(rows, wheres):
                 spatial = "x".join("?" if d is None else str(d) for d in s.spatial_shape)
-                where = "/".join(s.path + (s.se_name,))
                 lines.append(f"  {where:<{width}}  {s.channels:>8}  {spatial:<12} {s.params:,}")
             if max_rows is not None and len(self.sites) > max_rows:
                 lines.append(f"  ... {len(self.sites) - max_rows} more")

@@ -30,6 +30,8 @@ EDGE_TEST_FILES = {
     "test_benchmarks.py",
     "test_cli.py",
     "test_batchnorm.py",
+    "test_cli_hub.py",
+    "test_cli_timm.py",
     "test_data.py",
     "test_data_offline.py",
     "test_distribute.py",

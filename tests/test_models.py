@@ -9,11 +9,14 @@ from keras_se.models import (
     MODEL_FILE,
     SIDECAR,
     build_model,
+    default_preprocess,
     load_model,
     model_names,
     preprocess_function,
     resolve_image_size,
     resolve_model,
+    resolve_weights,
+    uses_timm_weights,
 )
 
 pytestmark = pytest.mark.core
@@ -78,7 +81,7 @@ def test_build_model_arguments():
                        r"VGG16 has none. Received: alpha=0.5"):
         build_model(resolve_model("vgg16"), alpha=0.5)
     with pytest.raises(ValueError, match=r"`weights` must be 'imagenet', 'none' or an existing "
-                       r"weights file. Received: weights='nope.h5'"):
+                       r"weights file .*Received: weights='nope.h5'"):
         build_model(spec, weights="nope.h5")
     with pytest.raises(ValueError, match=r"^MobileNet: "):
         build_model(spec, include_top=False, input_shape=(8, 8, 3))
@@ -92,3 +95,36 @@ def test_preprocess_functions():
     with pytest.raises(ValueError, match=r"`preprocess` must be none, tf, torch, caffe or a "
                        r"keras.applications family .*Received: preprocess='nope'"):
         preprocess_function("nope")
+    # A keras-hub ImageConverter's rescaling, as keras_se.json records it.
+    fn = preprocess_function({"scale": 2.0, "offset": [-1.0, 0.0, 1.0]})
+    x = keras.ops.convert_to_numpy(fn(keras.ops.ones((1, 2, 2, 3)) * 3))
+    assert x[0, 0, 0].tolist() == [5.0, 6.0, 7.0]
+    assert preprocess_function({"scale": None, "offset": 1.0})(2.0) == 3.0
+    with pytest.raises(ValueError, match=r"`preprocess` as a dict must be \{'scale': s, 'offset': "
+                       r"o\}.*Received: preprocess=\{'mean': 1\}"):
+        preprocess_function({"mean": 1})
+
+
+def test_timm_checkpoints_as_model_or_weights(tmp_path, monkeypatch):
+    spec = resolve_model("timm:seresnet152d")
+    assert (spec.kind, spec.default_size, spec.placement, spec.has_se) == ("timm", 256, "residual",
+                                                                           True)
+    assert uses_timm_weights(spec, "imagenet") and not uses_timm_weights(spec, "none")
+    assert default_preprocess(spec, "imagenet") == "torch"
+    zoo = resolve_model("seresnet50")
+    assert default_preprocess(zoo) == "resnet"
+    assert default_preprocess(zoo, "timm:legacy_seresnet50.in1k") == "torch"
+    with pytest.raises(ValueError, match=r"`model` names a timm checkpoint that keras-se cannot "
+                       r"convert \(ecaresnet50d: ECA.*Received: model='timm:ecaresnet50d'$"):
+        resolve_model("timm:ecaresnet50d")
+    with pytest.raises(ValueError, match=r"it loads into an SE zoo model .* not into MobileNetV2"):
+        resolve_weights(resolve_model("mobilenet_v2"), "timm:legacy_seresnet50.in1k")
+    with pytest.raises(ValueError, match=r"`weights` must be 'imagenet' \(the checkpoint's own\) "
+                       r"or 'none' when the model is itself a timm checkpoint"):
+        resolve_weights(spec, "timm:legacy_seresnet50.in1k")
+    # Offline with an empty cache: refused here, before anything is built.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(ValueError, match=r"offline mode is on"):
+        resolve_weights(zoo, "timm:legacy_seresnet50.in1k")
+    assert resolve_weights(zoo, "none") is None and resolve_weights(spec, "none") is None

@@ -30,7 +30,9 @@ CORE_MODULES = [
     "keras_se/rewrite.py",
     "keras_se/transfer.py",
     "keras_se/models.py",
+    "keras_se/preprocessing.py",
     "keras_se/inspect.py",
+    *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "keras_se" / "hub").glob("*.py")),
     *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "applications").glob("*.py")),
 ]
 EDGE_PACKAGES = ("tensorflow", "tensorflow_datasets", "keras_se.data", "keras_se.finetune",

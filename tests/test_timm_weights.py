@@ -12,6 +12,7 @@ unnoticed. The name map, the parameter count, the name resolution and every
 refusal are tested without torch.
 """
 
+import dataclasses
 import doctest
 import json
 import os
@@ -27,7 +28,6 @@ from keras_se.applications import timm_weights as tw
 import keras_se
 from keras_se import applications
 
-heavy = pytest.mark.heavy
 IN_CI = bool(os.environ.get("CI"))
 
 # TensorFlow, loaded first here (conftest imports Keras), and triton's native library
@@ -257,6 +257,27 @@ def test_wrong_or_unsupported_checkpoints_are_refused_by_name(weights, match):
         applications.SEResNet50(weights=weights)
 
 
+def _resnet_timm_shapes(stage_blocks, deep_stem):
+    """The keys and shapes of timm's seresnet50 / seresnet152d that detection reads."""
+    shapes = {"conv1.0.weight": (32, 3, 3, 3), "conv1.3.weight": (32, 32, 3, 3)} if deep_stem \
+        else {"conv1.weight": (64, 3, 7, 7)}
+    for s, (planes, blocks) in enumerate(zip((64, 128, 256, 512), stage_blocks), start=1):
+        for b in range(blocks):
+            shapes[f"layer{s}.{b}.conv1.weight"] = (planes, planes * 4, 1, 1)
+            shapes[f"layer{s}.{b}.conv2.weight"] = (planes, planes, 3, 3)
+            shapes[f"layer{s}.{b}.conv3.weight"] = (planes * 4, planes, 1, 1)
+            shapes[f"layer{s}.{b}.se.fc1.weight"] = (planes // 4, planes * 4, 1, 1)
+    return shapes
+
+
+@pytest.mark.parametrize("arch", sorted(tw.SUPPORTED))
+def test_supported_state_dicts_are_recognised(arch):
+    a = tw.SUPPORTED[arch]
+    shapes = (legacy_timm_shapes(a.stage_blocks) if a.layout == "legacy"
+              else _resnet_timm_shapes(a.stage_blocks, a.deep_stem))
+    assert tw.detect_architecture(shapes) == arch
+
+
 @pytest.mark.parametrize("shapes, match", [
     ({"layer0.conv1.weight": (64, 3, 7, 7), "layer1.0.conv1.weight": (128, 64, 1, 1),
       "layer1.0.conv2.weight": (128, 4, 3, 3), "layer1.0.conv3.weight": (256, 128, 1, 1)},
@@ -405,8 +426,10 @@ def test_preprocess_input_is_torch_mode():
 def test_docstring_examples_are_true():
     finder = doctest.DocTestFinder()
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
-    tests = [t for t in finder.find(tw) if t.examples]
-    assert "keras_se.applications.timm_weights.legacy_weight_map" in {t.name for t in tests}
+    from keras_se.applications import _timm_maps
+
+    tests = [t for m in (tw, _timm_maps) for t in finder.find(m) if t.examples]
+    assert "keras_se.applications._timm_maps.legacy_weight_map" in {t.name for t in tests}
     for test in tests:
         runner.run(test)
     results = runner.summarize(verbose=False)
@@ -466,20 +489,20 @@ def _check_parity(arch, keras_model, timm_model, images):
                                    err_msg=f"{arch} at {size}x{size}")
 
 
-def _saved(arch, tmp_path, seed):
-    timm_model = randomise(timm.create_model(arch, pretrained=False), seed)
+def _saved(arch, tmp_path, seed, **kwargs):
+    timm_model = randomise(timm.create_model(arch, pretrained=False, **kwargs), seed)
     timm.models.save_for_hf(timm_model, str(tmp_path), safe_serialization=True)
     assert json.loads((tmp_path / "config.json").read_text())["architecture"] == arch
     return timm_model, str(tmp_path / "model.safetensors")
 
 
 @needs_torch
-@pytest.mark.parametrize("arch", [
-    "legacy_seresnet50",
-    pytest.param("legacy_seresnet101", marks=heavy),
-    pytest.param("legacy_seresnet152", marks=heavy),
-])
-def test_legacy_logits_match_timm(arch, tmp_path, images):
+def test_legacy_logits_match_timm(tmp_path, images):
+    # legacy_seresnet101/152 run the same code with more blocks per stage (ResNet101/152
+    # from keras.applications, the same layer names): their name maps and detection are
+    # checked without torch above (test_legacy_name_map_covers_timms_state_dict_exactly,
+    # test_supported_state_dicts_are_recognised); benchmarks/timm_parity.py measures them.
+    arch = "legacy_seresnet50"
     timm_model, path = _saved(arch, tmp_path, seed=1)
     depth = tw.SUPPORTED[arch].depth
     # One model for both sizes: a dynamic input through `input_tensor`.
@@ -509,16 +532,47 @@ def test_pth_file_reads_like_safetensors(tmp_path):
 
 
 @needs_hub
-@pytest.mark.parametrize("arch", ["seresnet50", pytest.param("seresnet152d", marks=heavy)])
+@pytest.mark.parametrize("arch", ["seresnet50", "seresnet152d"])
 def test_keras_hub_logits_match_timm(arch, tmp_path, images):
-    timm_model, path = _saved(arch, tmp_path, seed=3)
-    model = tw.from_timm(path, classifier_activation=None)
-    se = [layer for layer in model.get_layer("backbone").layers
-          if isinstance(layer, keras_se.SqueezeExcite)]
-    assert len(se) == sum(tw.SUPPORTED[arch].stage_blocks)
+    if arch == "seresnet50":
+        timm_model, path = _saved(arch, tmp_path, seed=3)
+        ckpt = path
+        blocks = tw.SUPPORTED[arch].stage_blocks
+    else:
+        # ResNet-D with two blocks per stage instead of (3, 8, 36, 3): the same code (deep
+        # stem, average-pool shortcuts, keras-hub's converter through the renames, blocks
+        # after the first) at a fraction of the cost; the full network's map is checked
+        # without torch (test_hub_se_map_names) and measured by benchmarks/timm_parity.py.
+        blocks = (2, 2, 2, 2)
+        timm_model, path = _saved(arch, tmp_path, seed=3, layers=blocks)
+        small = dataclasses.replace(tw.SUPPORTED[arch], stage_blocks=blocks)
+        ckpt = tw.TimmCheckpoint(path, small, None, path)
+    model = tw.from_timm(ckpt, classifier_activation=None)
+    # A keras-hub classifier around an SE keras-hub backbone (keras_se.hub).
+    assert type(model).__name__ == "SEResNetImageClassifier"
+    assert isinstance(model, keras_hub.models.ResNetImageClassifier)
+    assert type(model.backbone).__name__ == "SEResNetBackbone"
+    se = [layer for layer in model.backbone.layers if isinstance(layer, keras_se.SqueezeExcite)]
+    assert len(se) == sum(blocks)
     assert se[0].name == "stack0_block0_3_bn_se" and {s.init for s in se} == {"standard"}
     n_bn_stats = 2 * sum(m.num_features for m in timm_model.modules()
                          if isinstance(m, torch.nn.BatchNorm2d))
     # keras-hub's convolutions have no biases: only the BN statistics differ.
     assert model.count_params() == sum(p.numel() for p in timm_model.parameters()) + n_bn_stats
     _check_parity(arch, model, timm_model, images)
+    if arch == "seresnet50":
+        return
+    # A keras-hub preset (the small ResNet-D: the same code as any, a smaller file):
+    # reloads through keras-hub's generic loader with equal logits, and its
+    # preprocessor scales raw pixels as timm does.
+    model.save_to_preset(str(tmp_path / "preset"))
+    loaded = keras_hub.models.ImageClassifier.from_preset(str(tmp_path / "preset"))
+    assert type(loaded) is type(model)
+    x = tw.preprocess_input(images[64].copy())
+    np.testing.assert_allclose(np.asarray(loaded(x, training=False)),
+                               np.asarray(model(x, training=False)), rtol=0, atol=1e-6)
+    pixel = np.array([[[[255.0, 0.0, 127.5]]]], dtype="float32")
+    scaled = np.asarray(loaded.preprocessor.image_converter(np.tile(pixel, (1, 8, 8, 1))))
+    assert scaled.shape == (1, 256, 256, 3)  # timm's evaluation size for seresnet152d
+    np.testing.assert_allclose(scaled[0, 100, 100], tw.preprocess_input(pixel.copy())[0, 0, 0],
+                               rtol=1e-5)

@@ -5,7 +5,7 @@ Sub-commands, one module each::
     keras-se sites MODEL [--placement P] [--select REGEX]        (cli/sites.py)
     keras-se retrofit MODEL --out DIR [--weights ...]            (cli/retrofit.py)
     keras-se finetune MODEL --data DATA --out DIR [--epochs ...]  (cli/finetune.py)
-    keras-se export MODEL.keras --format F --out PATH            (cli/export.py)
+    keras-se export MODEL --format F --out PATH                  (cli/export.py)
     keras-se inspect MODEL.keras --data DATA --out DIR           (cli/inspect.py)
     keras-se demo [--out runs/demo]                              (cli/demo.py)
 

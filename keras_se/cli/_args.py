@@ -96,7 +96,10 @@ def add_model_argument(p: argparse.ArgumentParser, help_extra: str = "") -> None
         "model",
         metavar="MODEL",
         help="a keras.applications name (resnet50, mobilenet_v2, ...), an SE zoo name "
-        f"(seresnet50, ...) or a path to a .keras file{help_extra}",
+        "(seresnet50, ...), a path to a .keras file, a keras-hub preset (a folder "
+        "written by save_to_preset, or a name such as resnet_50_imagenet; needs "
+        "keras-se[hub]) or a timm checkpoint (timm:seresnet50.ra2_in1k)"
+        f"{help_extra}",
     )
 
 
@@ -105,7 +108,11 @@ def add_build_arguments(p: argparse.ArgumentParser, *, weights_default: str) -> 
         "--weights",
         default=weights_default,
         help="imagenet, none, or a path to a .weights.h5 file of the model "
-        f"(for keras.applications and zoo names). Default: {weights_default}",
+        "(for keras.applications and zoo names); for seresnet50/101/152 also a timm "
+        "checkpoint (timm:legacy_seresnet50.in1k, downloaded once into the Hugging "
+        "Face cache, or a local .safetensors/.pth file). For a keras-hub preset or a "
+        "timm:... MODEL, imagenet means its own weights and none random ones. "
+        f"Default: {weights_default}",
     )
     p.add_argument(
         "--alpha", type=positive_float, default=None, help="width multiplier of MobileNet models"
@@ -134,10 +141,11 @@ def add_se_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gate", default="sigmoid", choices=GATES, help="Default: sigmoid")
     p.add_argument(
         "--init",
-        default="identity",
-        choices=("identity", "standard"),
+        default="auto",
+        choices=("auto", "identity", "standard"),
         help="identity: the retrofitted model computes exactly what the original did "
-        "until trained. Default: identity",
+        "until trained; standard: the paper's block; auto: standard with timm "
+        "weights (trained SE blocks), identity otherwise. Default: auto",
     )
 
 
@@ -165,3 +173,24 @@ def se_options(args, spec) -> tuple[str, str | None, dict]:
         if select is None:
             select = spec.select
     return placement, select, {"squeeze": args.squeeze, "gate": args.gate}
+
+
+def resolve_init(args, spec) -> str:
+    """`--init` for the model: "auto" becomes "standard" with timm weights (trained SE
+    blocks), "identity" otherwise; "identity" with timm weights is refused. Sets
+    `args.init` (so that the run records and compares what was used) and returns it."""
+    from keras_se.models import uses_timm_weights
+
+    with usage_errors():
+        timm = uses_timm_weights(spec, getattr(args, "weights", None))
+    if args.init == "auto":
+        args.init = "standard" if timm else "identity"
+    elif args.init == "identity" and timm:
+        raise UsageError(
+            "`--init identity` cannot go with timm weights: their SE blocks were trained "
+            "with the plain sigmoid gate (--init standard), and identity's 2*sigmoid would "
+            f"double every gate; use --init auto. Received: init='identity', "
+            f"weights={args.weights!r}"
+        )
+    return args.init
+

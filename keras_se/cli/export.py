@@ -1,4 +1,4 @@
-"""`keras-se export MODEL.keras --format F --out PATH`: a serving artifact, checked."""
+"""`keras-se export MODEL --format F --out PATH`: a serving artifact, checked."""
 
 from __future__ import annotations
 
@@ -6,18 +6,30 @@ import os
 import time
 
 from keras_se.cli import command
-from keras_se.cli._args import UsageError, add_output_arguments, positive_int, usage_errors
+from keras_se.cli._args import (
+    UsageError,
+    add_model_argument,
+    add_output_arguments,
+    positive_int,
+    usage_errors,
+)
 from keras_se.cli._output import OutputDir, relative, remove, size_of
 
 
 def add_arguments(p):
     from keras_se.export import FORMATS, QUANTIZATIONS
 
-    p.add_argument("model", metavar="MODEL.keras",
-                   help="a .keras file (or a directory holding model.keras)")
+    add_model_argument(p, help_extra="; usually the .keras file (or the directory "
+                       "holding model.keras) that retrofit or finetune wrote")
     p.add_argument("--format", choices=FORMATS, required=True,
                    help="saved_model (TF Serving), tflite (LiteRT) or onnx (ONNX Runtime, "
                    "TensorRT, OpenVINO)")
+    p.add_argument(
+        "--weights", default="imagenet",
+        help="for a MODEL built by name, as for retrofit (imagenet, none, a weights "
+        "file, a timm checkpoint; a keras-hub preset's or timm:... model's own weights "
+        "with imagenet). Ignored for .keras files. Default: imagenet",
+    )
     add_output_arguments(p, what="PATH")
     p.add_argument(
         "--quantize",
@@ -29,24 +41,28 @@ def add_arguments(p):
                    help="onnx only: the ONNX opset. Default: the converter's (15 with tf2onnx)")
 
 
-@command("export", help="export a .keras model to a SavedModel, TFLite or ONNX",
+@command("export", help="export a model to a SavedModel, TFLite or ONNX",
          arguments=add_arguments)
 def main(args) -> int:
-    """Exports MODEL.keras as a TF SavedModel, a TFLite flatbuffer or an ONNX file.
+    """Exports MODEL as a TF SavedModel, a TFLite flatbuffer or an ONNX file.
 
-    Each artifact is run and compared with Keras on a sample batch: the
-    SavedModel's `serve` endpoint after tf.saved_model.load (tolerance 1e-5),
-    the TFLite model in the LiteRT interpreter (1e-4 for float32, 2e-2 with
-    --quantize float16), the ONNX file in ONNX Runtime (1e-4; dynamic batch,
-    the model's input name kept). A model the converter cannot write exits
-    with 2, naming the layer; no partial file is left.
+    MODEL is usually the .keras file a retrofit or finetune run wrote; a
+    keras-hub preset, or a name with --weights, is built first. Each artifact
+    is run and compared with Keras on a sample batch: the SavedModel's `serve`
+    endpoint after tf.saved_model.load (tolerance 1e-5), the TFLite model in
+    the LiteRT interpreter (1e-4 for float32, 2e-2 with --quantize float16),
+    the ONNX file in ONNX Runtime (1e-4; dynamic batch, the model's input name
+    kept). A model the converter cannot write exits with 2, naming the layer;
+    no partial file is left. The artifact takes what the model takes:
+    preprocessed images (see keras_se.json's "preprocess" beside a run's
+    model.keras).
     """
     from keras_se import export
-    from keras_se.models import MODEL_FILE, load_model
+    from keras_se.models import build_model, resolve_model, resolve_weights
 
-    path = os.path.join(args.model, MODEL_FILE) if os.path.isdir(args.model) else args.model
-    if not os.path.isfile(path):
-        raise UsageError(f"`model` file does not exist: {path}. Received: model={args.model!r}")
+    with usage_errors():
+        spec = resolve_model(args.model)
+        weights = None if spec.kind == "file" else resolve_weights(spec, args.weights)
     if args.quantize != "none" and args.format != "tflite":
         raise UsageError(
             f"`--quantize` applies to --format tflite only. Received: quantize={args.quantize!r}"
@@ -66,7 +82,7 @@ def main(args) -> int:
         )
     out = OutputDir(args.out, overwrite=args.overwrite, is_file=suffix is not None).check()
     with usage_errors():
-        model = load_model(path)
+        model = build_model(spec, weights=weights, include_top=True)
         inputs = export.sample_inputs(model)
     started = time.time()
     if args.format == "saved_model":

@@ -23,6 +23,7 @@ from keras_se.cli._args import (
     image_size,
     positive_float,
     positive_int,
+    resolve_init,
     se_options,
     usage_errors,
 )
@@ -99,8 +100,9 @@ def add_arguments(p):
     p.add_argument(
         "--preprocess",
         default="auto",
-        help="auto (the family's preprocess_input), none, tf, torch, caffe or a "
-        "keras.applications family name. Default: auto",
+        help="auto (the model's own: its family's preprocess_input, torch with timm "
+        "weights, a keras-hub preset's image converter, what a .keras run recorded), "
+        "none, tf, torch, caffe or a keras.applications family name. Default: auto",
     )
     p.add_argument("--steps-per-epoch", type=positive_int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--validation-steps", type=positive_int, default=None, help=argparse.SUPPRESS)
@@ -214,7 +216,7 @@ def _model_builder(args, spec, num_classes, size, se_report, make_plan, chosen):
             with usage_errors():
                 backbone = build_model(spec, weights=args.weights, include_top=False,
                                        input_shape=(*size, 3), alpha=args.alpha)
-            if spec.kind == "application":
+            if not spec.has_se:  # keras.applications and keras-hub models
                 backbone = add_se(backbone)
             model = add_classifier_head(backbone, num_classes, dropout=args.dropout)
         momenta = [la.momentum for la in leaf_layers(model)
@@ -259,16 +261,18 @@ def execute(args, *, fit_verbose=None, fresh_process_check: bool = False) -> Fin
     from keras_se.finetune import finetune, write_records
     from keras_se.models import (
         SIDECAR,
+        default_preprocess,
         preprocess_function,
         resolve_image_size,
         resolve_model,
-        weights_argument,
+        resolve_weights,
     )
 
     keras.utils.set_random_seed(args.seed)
     with usage_errors():
         spec = resolve_model(args.model)
-        weights = weights_argument(args.weights)
+        weights = resolve_weights(spec, args.weights)  # a timm checkpoint: found (or not) now
+    resolve_init(args, spec)
     suffix = _worker_suffix(args.strategy)
     out = OutputDir(args.out, overwrite=args.overwrite or suffix is not None, resume=True,
                     fresh=args.fresh, settings=_settings(args), suffix=suffix or ".partial")
@@ -303,9 +307,8 @@ def execute(args, *, fit_verbose=None, fresh_process_check: bool = False) -> Fin
         plan = make_plan()
     size = tuple(plan["image_size"])
     preprocess = args.preprocess
-    if preprocess == "auto":
-        preprocess = (spec.sidecar.get("preprocess", "none") if spec.kind == "file"
-                      else spec.family or "none")
+    if preprocess == "auto":  # the family's, timm's "torch", a keras-hub preset's converter
+        preprocess = default_preprocess(spec, weights)
     if not args.verbose:
         import tensorflow_datasets as tfds
 

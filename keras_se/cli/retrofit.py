@@ -12,6 +12,7 @@ from keras_se.cli._args import (
     add_se_arguments,
     input_shape,
     positive_int,
+    resolve_init,
     se_options,
     usage_errors,
 )
@@ -56,31 +57,45 @@ def main(args) -> int:
     """Adds SE blocks to MODEL; writes DIR/model.keras, DIR/saved_model/ and DIR/report.json.
 
     Both artifacts are loaded back and compared with the in-memory model
-    before success is reported. With --init identity (the default) the
-    report also gives the largest difference between the original and the
-    retrofitted model's outputs: 0 up to float rounding.
+    before success is reported. With --init identity (the default unless the
+    weights are timm's) the report also gives the largest difference between
+    the original and the retrofitted model's outputs: 0 up to float rounding.
+    A keras-hub model (MODEL a keras-hub preset, or a timm v1.5/ResNet-D
+    checkpoint) keeps its keras-hub class and is also written as a keras-hub
+    preset, DIR/preset/ (reloaded and compared too). A model built with SE
+    blocks (an SE zoo name, a timm checkpoint, an SE preset) is saved as built.
     """
     import numpy as np
 
-    from keras_se import add_se_blocks, export
+    from keras_se import add_se_blocks, export, hub
     from keras_se._files import write_json
-    from keras_se.models import SIDECAR, build_model, resolve_model
+    from keras_se.models import (
+        SIDECAR,
+        build_model,
+        default_preprocess,
+        resolve_model,
+        resolve_weights,
+    )
     from keras_se.sites import se_layers
 
     started = time.time()
     with usage_errors():
         spec = resolve_model(args.model)
         placement, select, options = se_options(args, spec)
+    resolve_init(args, spec)
+    with usage_errors():
+        weights = resolve_weights(spec, args.weights)  # a timm checkpoint: found (or not) now
     out = OutputDir(args.out, overwrite=args.overwrite).check()
     with usage_errors():
-        base = build_model(spec, weights=args.weights, include_top=True,
+        base = build_model(spec, weights=weights, include_top=True,
                            input_shape=args.input_shape, classes=args.classes, alpha=args.alpha)
     inputs = export.sample_inputs(base, batch_size=2)
-    if spec.kind == "zoo":
+    if spec.has_se:
         model = base
-        report = {"model": spec.name, "zoo": True, "num_sites": len(se_layers(model)),
-                  "params_after": int(model.count_params())}
-        summary = f"{spec.name} from the SE zoo: {report['num_sites']} SE blocks"
+        report = {"model": spec.name, "zoo": spec.kind == "zoo",
+                  "num_sites": len(se_layers(model)), "params_after": int(model.count_params())}
+        what = "from the SE zoo" if spec.kind == "zoo" else "built with SE"
+        summary = f"{spec.label} {what}: {report['num_sites']} SE blocks"
         identity_diff = None
     else:
         with usage_errors():
@@ -100,12 +115,20 @@ def main(args) -> int:
         "max_abs_diff_vs_original": identity_diff,
     })
     out.prepare()
+    written = ["model.keras", "saved_model/"]
     try:
         diffs = export.save_artifacts(model, out.path, inputs)
+        if hub.is_hub_model(model):  # keeps its keras-hub class: a preset too
+            diffs["preset"] = hub.save_preset(model, out.file("preset"), inputs)
+            written.append("preset/")
+            if not diffs["preset"] <= export.SAVED_MODEL_ATOL:
+                raise export.ParityError(
+                    f"preset/ reloads with different outputs (max abs diff {diffs['preset']:.3g})")
         report["reload_max_abs_diff"] = diffs
         write_json(out.file("report.json"), report)
         write_json(out.file(SIDECAR), sidecar(spec, model, args.model, placement=placement,
-                                              select=select))
+                                              select=select,
+                                              preprocess=default_preprocess(spec, weights)))
         out.commit()
     except BaseException:
         out.abort()
@@ -113,9 +136,12 @@ def main(args) -> int:
     print(summary)
     if identity_diff is not None:
         print(f"outputs vs the original model: max abs diff {identity_diff:.3g} (init={args.init})")
-    print(f"reloaded model.keras (max abs diff {diffs['keras']:.3g}) and saved_model/ "
-          f"(serve signature, max abs diff {diffs['saved_model']:.3g})")
-    print(f"wrote {relative(out.out)}/{{model.keras, saved_model/, report.json}} "
+    reloaded = (f"reloaded model.keras (max abs diff {diffs['keras']:.3g}), saved_model/ "
+                f"(serve signature, max abs diff {diffs['saved_model']:.3g})")
+    if "preset" in diffs:
+        reloaded += f", preset/ (keras-hub from_preset, max abs diff {diffs['preset']:.3g})"
+    print(reloaded)
+    print(f"wrote {relative(out.out)}/{{{', '.join(written + ['report.json'])}}} "
           f"in {time.time() - started:.1f}s")
     return 0
 
