@@ -40,6 +40,9 @@ def finetune_argv(args) -> list[str]:
         "--weights", "none", "--alpha", "0.35", "--freeze", "none",
         "--placement", "post_activation", "--select", SELECT,
         "--epochs", args.epochs, "--image-size", f"{h}x{w}", "--batch-size", args.batch_size,
+        # The builtin drawings already vary position, size, colour and noise; in a
+        # 10-epoch demo augmentation only slows learning (0.84 with, 0.95 without).
+        "--augment", "off",
     ]
     for flag, value in (("--lr", args.lr), ("--data-dir", args.data_dir),
                         ("--steps-per-epoch", args.steps_per_epoch),
