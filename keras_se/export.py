@@ -9,6 +9,10 @@
   LiteRT runtime runs it). It then runs the flatbuffer in the LiteRT
   interpreter (`ai_edge_litert`, or `tf.lite.Interpreter` where that is not
   installed) and checks the outputs against Keras's.
+- `export_tflite(model, path, quantize="int8", representative_data=batches)`:
+  full-integer post-training quantization (int8 weights and activations,
+  float32 input and output), calibrated on `INT8_CALIBRATION_SAMPLES` images
+  of `representative_data` (see `representative_samples`).
 
 Tolerances (max absolute difference of the outputs on the check batch):
 
@@ -17,10 +21,13 @@ Tolerances (max absolute difference of the outputs on the check batch):
 | SavedModel | `SAVED_MODEL_ATOL` = 1e-5 | the same TensorFlow kernels; only graph optimisation reorders float sums |
 | TFLite float32 | `TFLITE_ATOL["none"]` = 1e-4 | different kernels (XNNPACK) and fused ops, float32 throughout |
 | TFLite float16 weights | `TFLITE_ATOL["float16"]` = 2e-2 | weights rounded to 11 significant bits |
+| TFLite int8 (full integer) | `TFLITE_ATOL["int8"]` = 0.3 | weights and activations on 256 levels; a sanity bound, the real check is accuracy on data (`tflite_accuracy`) |
 
 Measured on the demo's trained SE-MobileNetV2 (softmax outputs, 4 inputs):
-SavedModel 1.8e-7, TFLite float32 1.2e-7, TFLite float16 3.1e-4; on the
-tests' random-weight models, at most a few 1e-7 for float32.
+SavedModel 1.8e-7, TFLite float32 1.2e-7, TFLite float16 3.1e-4, TFLite int8
+0.20 (validation accuracy 0.953 float32, 0.958 int8:
+`benchmarks/results/int8.md`); on the tests' random-weight models, at most a
+few 1e-7 for float32.
 
 `python -m keras_se.export check SAVED_MODEL INPUTS.npz` loads a SavedModel in
 a fresh process and prints the serve outputs' difference as JSON; `keras-se
@@ -41,9 +48,12 @@ import numpy as np
 import tensorflow as tf
 
 FORMATS = ("saved_model", "tflite")
-QUANTIZATIONS = ("none", "float16")
+QUANTIZATIONS = ("none", "float16", "int8")
 SAVED_MODEL_ATOL = 1e-5
-TFLITE_ATOL = {"none": 1e-4, "float16": 2e-2}
+TFLITE_ATOL = {"none": 1e-4, "float16": 2e-2, "int8": 0.3}
+# Images the int8 calibration reads from `representative_data` (see
+# `representative_dataset`).
+INT8_CALIBRATION_SAMPLES = 256
 
 
 class ParityError(RuntimeError):
@@ -195,8 +205,14 @@ def run_tflite(model_content: bytes, inputs: np.ndarray) -> np.ndarray:
     return np.asarray(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]))
 
 
-def convert_tflite(saved_model_dir: str, quantize: str = "none") -> bytes:
-    """Converts a SavedModel to a TFLite flatbuffer with TensorFlow's converter."""
+def convert_tflite(
+    saved_model_dir: str, quantize: str = "none", representative_data=None
+) -> bytes:
+    """Converts a SavedModel to a TFLite flatbuffer with TensorFlow's converter.
+
+    With `quantize="int8"`, `representative_data` (see
+    `representative_dataset`) is required.
+    """
     if quantize not in QUANTIZATIONS:
         raise ValueError(
             f"`quantize` must be one of {', '.join(repr(q) for q in QUANTIZATIONS)}. "
@@ -207,7 +223,130 @@ def convert_tflite(saved_model_dir: str, quantize: str = "none") -> bytes:
     if quantize == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
+    if quantize == "int8":
+        _int8_converter(converter, representative_data)
     return converter.convert()
+
+
+# ------------------------------------------------------------------- int8
+def _int8_converter(converter, representative_data):
+    """Full-integer post-training quantization: int8 weights and activations.
+
+    Every op must have an int8 kernel (`TFLITE_BUILTINS_INT8`; conversion
+    fails otherwise); the model keeps float32 input and output, quantized on
+    the way in and dequantized on the way out, so it is a drop-in
+    replacement for the float32 file. Weights are quantized per channel,
+    activations per tensor with ranges measured on `representative_data`.
+    """
+    _check_representative(representative_data)
+    samples = representative_samples(representative_data)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([s] for s in samples)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+
+
+def _check_representative(representative_data):
+    if representative_data is None:
+        raise ValueError(
+            "`representative_data` is required with quantize='int8': full-integer "
+            "quantization measures each activation's range on real inputs (a "
+            "tf.data.Dataset or an iterable of batches, as the model takes them). "
+            "Received: representative_data=None"
+        )
+
+
+def tflite_accuracy(model_content: bytes, data, max_batches: int | None = None) -> float:
+    """Top-1 accuracy of a TFLite classifier in the LiteRT interpreter.
+
+    Args:
+        model_content: the flatbuffer's bytes.
+        data: a `tf.data.Dataset` or an iterable of `(images, labels)`
+            batches (integer labels, or one-hot), preprocessed as the model
+            takes them.
+        max_batches: stop after this many batches; None reads them all.
+
+    Returns:
+        The fraction of images whose largest output is their label.
+    """
+    if isinstance(data, tf.data.Dataset):
+        data = data.as_numpy_iterator()
+    interpreter = _interpreter(model_content)
+    detail = interpreter.get_input_details()[0]
+    output = interpreter.get_output_details()[0]["index"]
+    shape = None
+    correct = total = 0
+    for i, (images, labels) in enumerate(data):
+        if max_batches is not None and i >= max_batches:
+            break
+        images = np.asarray(images, dtype="float32")
+        if images.shape != shape:
+            interpreter.resize_tensor_input(detail["index"], list(images.shape))
+            interpreter.allocate_tensors()
+            shape = images.shape
+        interpreter.set_tensor(detail["index"], images.astype(detail["dtype"]))
+        interpreter.invoke()
+        predicted = np.argmax(interpreter.get_tensor(output), axis=-1)
+        labels = np.asarray(labels)
+        if labels.ndim > 1:
+            labels = np.argmax(labels, axis=-1)
+        correct += int(np.sum(predicted == labels.reshape(predicted.shape)))
+        total += int(predicted.size)
+    if total == 0:
+        raise ValueError("`data` gave no batch. Received: data with 0 batches")
+    return correct / total
+
+
+def representative_samples(
+    data, num_samples: int = INT8_CALIBRATION_SAMPLES
+) -> list[np.ndarray]:
+    """Up to `num_samples` single inputs, each `(1, ...)` float32, from `data`.
+
+    Args:
+        data: a `tf.data.Dataset` or any iterable (a list, a generator) of
+            batches; each element is the model's input batch, or a tuple
+            `(inputs, labels, ...)` whose first item is (what `keras_se.
+            load_data` and `model.fit` take). Batches are preprocessed
+            exactly as the model takes them.
+        num_samples: how many images to take. Defaults to
+            `INT8_CALIBRATION_SAMPLES` (256).
+
+    Returns:
+        A list of float32 arrays with a leading batch axis of 1.
+
+    Raises:
+        ValueError: if `data` yields no sample.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_se.export import representative_samples
+    >>> batches = [(np.zeros((4, 8, 8, 3)), np.zeros(4)) for _ in range(3)]
+    >>> samples = representative_samples(batches, num_samples=10)
+    >>> len(samples), samples[0].shape, samples[0].dtype
+    (10, (1, 8, 8, 3), dtype('float32'))
+    """
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(
+            f"`num_samples` must be a positive int. Received: num_samples={num_samples!r}"
+        )
+    if isinstance(data, tf.data.Dataset):
+        data = data.as_numpy_iterator()
+    elif isinstance(data, np.ndarray):
+        data = [data]
+    samples = []
+    for element in data:
+        batch = element[0] if isinstance(element, (tuple, list)) else element
+        batch = np.asarray(batch, dtype="float32")
+        for i in range(batch.shape[0]):
+            samples.append(batch[i : i + 1])
+            if len(samples) == num_samples:
+                return samples
+    if not samples:
+        raise ValueError(
+            "`representative_data` gave no sample: it must yield at least one batch. "
+            f"Received: representative_data={type(data).__name__}"
+        )
+    return samples
 
 
 def export_tflite(
@@ -218,18 +357,31 @@ def export_tflite(
     verify: bool = True,
     inputs: np.ndarray | None = None,
     atol: float | None = None,
+    representative_data=None,
 ) -> float | None:
     """Exports `model` to a `.tflite` file and checks it in the LiteRT interpreter.
 
     Args:
         model: a Keras model.
         path: the file to write.
-        quantize: `"none"` (float32) or `"float16"` (float16 weights).
-            Defaults to `"none"`.
+        quantize: `"none"` (float32), `"float16"` (float16 weights) or
+            `"int8"` (full-integer post-training quantization: int8 weights
+            and activations, float32 input and output; needs
+            `representative_data`). Defaults to `"none"`.
         verify: bool, run the flatbuffer and compare with Keras. Defaults to
             `True`.
         inputs: the check batch, or None for `sample_inputs(model)`.
-        atol: the tolerance, or None for `TFLITE_ATOL[quantize]`.
+        atol: the tolerance, or None for `TFLITE_ATOL[quantize]`. The int8
+            default (0.3) is a sanity bound for probability outputs
+            (softmax), which int8 moves by up to 0.2 on the check batch's
+            synthetic images; measure accuracy on real data with
+            `tflite_accuracy`. Pass one for logits.
+        representative_data: with `quantize="int8"`, calibration inputs: a
+            `tf.data.Dataset` or an iterable of batches (or of `(inputs,
+            labels)` tuples) preprocessed as the model takes them, such as
+            `keras_se.load_data(...).train`; the first
+            `INT8_CALIBRATION_SAMPLES` images are used (see
+            `representative_samples`). Ignored otherwise.
 
     Returns:
         The max absolute difference, or None without `verify`.
@@ -242,11 +394,13 @@ def export_tflite(
             f"`quantize` must be one of {', '.join(repr(q) for q in QUANTIZATIONS)}. "
             f"Received: quantize={quantize!r}"
         )
+    if quantize == "int8":
+        _check_representative(representative_data)
     tmp = tempfile.mkdtemp(prefix="keras_se_tflite_")
     try:
         saved = os.path.join(tmp, "saved_model")
         model.export(saved, format="tf_saved_model", verbose=False)
-        content = convert_tflite(saved, quantize)
+        content = convert_tflite(saved, quantize, representative_data)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     with open(path, "wb") as f:
