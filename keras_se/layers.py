@@ -13,6 +13,8 @@ INITS = ("standard", "identity")
 DATA_FORMATS = ("channels_last", "channels_first")
 
 _CPU_ONLY = None
+# Training on TensorFlow takes the fused SE-block gradient (keras_se/_fused.py).
+_FUSED_GRADIENT = True
 
 
 def _tensorflow_cpu_only() -> bool:
@@ -417,6 +419,19 @@ class SqueezeExcite(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         rank = len(inputs.shape)
+        if (
+            training
+            and _FUSED_GRADIENT
+            and self.squeeze == "avg"
+            and self.data_format == "channels_last"
+            and None not in inputs.shape[1:]
+            and keras.backend.backend() == "tensorflow"
+        ):
+            # One custom gradient for the whole block (keras_se/_fused.py).
+            from keras_se import _fused
+
+            pool = inputs.shape[0] != 1 and _tensorflow_cpu_only()
+            return _fused.se_block(self, inputs, pool=pool)
         x = ops.cast(inputs, "float32")
         if (
             inputs.shape[0] is None
