@@ -445,6 +445,10 @@ class SqueezeExcite(keras.layers.Layer):
             # writes MEAN, FULLY_CONNECTED x2, LOGISTIC, MUL with no RESHAPE:
             # the ops it writes for a static batch of 1.
             scale = self._excite(x, training, keepdims=True)
+        elif inputs.shape[0] == 1 and self.data_format == "channels_last":
+            # A static batch of 1: the `(1, channels)` gate broadcasts against
+            # `(1, ..., channels)` as it is; one op less per block in graph mode.
+            scale = self._excite(x, training)
         else:
             scale = self._excite(x, training)
             if self.data_format == "channels_last":

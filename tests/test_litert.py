@@ -205,3 +205,43 @@ def test_saved_model_of_the_export_trace_matches_keras(model, tmp_path):
     # The SavedModel (TF Serving) holds the unknown-batch trace.
     diff = E.export_saved_model(model, str(tmp_path / "sm"))
     assert diff <= E.SAVED_MODEL_ATOL
+
+
+# ------------------------------------------------ ops per block, TF inference
+def _block_ops(layer, shape):
+    keep = {"Const", "ReadVariableOp", "Identity", "NoOp", "Placeholder"}
+    fn = tf.function(lambda x: layer(x, training=False))
+    graph = fn.get_concrete_function(tf.TensorSpec(shape, layer.compute_dtype)).graph
+    return collections.Counter(op.type for op in graph.get_operations() if op.type not in keep)
+
+
+@pytest.mark.parametrize(
+    "gate, init, extra",
+    [
+        ("sigmoid", "standard", {}),
+        ("sigmoid", "identity", {"Mul": 1}),  # 2 * sigmoid
+        ("tanh", "identity", {"Tanh": 1, "AddV2": 1}),  # 1 + tanh
+    ],
+)
+def test_ops_per_block_at_batch_1(gate, init, extra):
+    # What one SE block adds to a batch-1 inference graph in float32: the
+    # squeeze, two matmuls with their bias adds (oneDNN fuses each with its
+    # activation), the gate and the rescale; no Cast, no Reshape.
+    layer = SqueezeExcite(ratio=4, gate=gate, init=init)
+    layer.build((1, 6, 6, 32))
+    expected = collections.Counter({"Mean": 1, "MatMul": 2, "AddV2": 2, "Relu": 1, "Mul": 1})
+    if gate == "sigmoid":
+        expected["Sigmoid"] = 1
+    expected.update(extra)
+    assert _block_ops(layer, (1, 6, 6, 32)) == expected
+    # An unknown batch (the export trace) differs only in the matmuls' kind.
+    dynamic = _block_ops(layer, (None, 6, 6, 32))
+    assert dynamic["BatchMatMulV2"] == 2 and "Reshape" not in dynamic and "Cast" not in dynamic
+    assert sum(dynamic.values()) == sum(expected.values())
+
+
+def test_mixed_precision_block_casts_twice():
+    keras.config.set_dtype_policy("mixed_float16")
+    layer = SqueezeExcite(ratio=4)
+    layer.build((1, 6, 6, 32))
+    assert _block_ops(layer, (1, 6, 6, 32))["Cast"] == 2  # the input up, the gate down
