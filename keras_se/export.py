@@ -186,12 +186,18 @@ def export_saved_model(
     return check_saved_model(path, inputs, expected, atol)
 
 
-def _interpreter(model_content):
+def _interpreter(model_content, delegate=True):
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
     except ImportError:  # pragma: no cover - the test extra installs it
-        Interpreter = tf.lite.Interpreter
-    return Interpreter(model_content=model_content)
+        Interpreter, OpResolverType = tf.lite.Interpreter, tf.lite.experimental.OpResolverType
+    if delegate:
+        return Interpreter(model_content=model_content)
+    # The reference kernels, without the default XNNPACK delegate.
+    return Interpreter(
+        model_content=model_content,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
 
 
 def run_tflite(model_content: bytes, inputs: np.ndarray) -> np.ndarray:
@@ -255,7 +261,60 @@ def _check_representative(representative_data):
         )
 
 
-def tflite_accuracy(model_content: bytes, data, max_batches: int | None = None) -> float:
+def degenerate_int8_tensors(model_content: bytes) -> list[str]:
+    """Names of the activations an int8 flatbuffer quantized with a zero range.
+
+    An activation that is constant on every calibration image gets a scale of
+    about 1e-8: the hidden layer of an SE bottleneck whose ReLU units are all
+    dead (the gate is then a constant), or the expansion of an identity-init
+    SE layer not yet trained (its kernel and bias are zero). LiteRT's
+    reference kernels run such files; its XNNPACK delegate (LiteRT 2.3)
+    aborts the process in `allocate_tensors` ("double free or corruption") on
+    some of them (a dead bottleneck under `init="identity"` does it), which
+    `export_tflite` tries in a child process. Read with the reference kernels
+    only, so this check itself is safe.
+    """
+    interpreter = _interpreter(model_content, delegate=False)
+    produced = {int(t) for op in interpreter._get_ops_details() for t in op["outputs"]}
+    names = []
+    for detail in interpreter.get_tensor_details():
+        scales = detail["quantization_parameters"]["scales"]
+        if (
+            detail["index"] in produced
+            and np.dtype(detail["dtype"]) in (np.int8, np.uint8, np.int16)
+            and scales.size
+            and float(np.min(scales)) < 1e-6
+        ):
+            names.append(detail["name"])
+    return names
+
+
+def _xnnpack_loads(model_content: bytes) -> bool:
+    """Whether LiteRT's XNNPACK delegate accepts the flatbuffer, tried in a child
+    process (on some degenerate int8 files it aborts the process)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "m.tflite")
+        with open(path, "wb") as f:
+            f.write(model_content)
+        code = (
+            "import sys\n"
+            "try:\n"
+            "    from ai_edge_litert.interpreter import Interpreter\n"
+            "except ImportError:\n"
+            "    from tensorflow.lite import Interpreter\n"
+            "Interpreter(model_path=sys.argv[1]).allocate_tensors()\n"
+            "print('loaded')\n"
+        )
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+        proc = subprocess.run(
+            [sys.executable, "-c", code, path], capture_output=True, text=True, env=env, cwd=tmp
+        )
+    return proc.returncode == 0 and "loaded" in proc.stdout
+
+
+def tflite_accuracy(
+    model_content: bytes, data, max_batches: int | None = None, delegate: bool = True
+) -> float:
     """Top-1 accuracy of a TFLite classifier in the LiteRT interpreter.
 
     Args:
@@ -264,13 +323,15 @@ def tflite_accuracy(model_content: bytes, data, max_batches: int | None = None) 
             batches (integer labels, or one-hot), preprocessed as the model
             takes them.
         max_batches: stop after this many batches; None reads them all.
+        delegate: bool, run with LiteRT's default XNNPACK delegate (False:
+            the reference kernels). Defaults to `True`.
 
     Returns:
         The fraction of images whose largest output is their label.
     """
     if isinstance(data, tf.data.Dataset):
         data = data.as_numpy_iterator()
-    interpreter = _interpreter(model_content)
+    interpreter = _interpreter(model_content, delegate)
     detail = interpreter.get_input_details()[0]
     output = interpreter.get_output_details()[0]["index"]
     shape = None
@@ -387,7 +448,11 @@ def export_tflite(
         The max absolute difference, or None without `verify`.
 
     Raises:
-        ParityError: when the difference is above the tolerance.
+        ParityError: when the difference is above the tolerance; with
+            `quantize="int8"` and `verify`, also when quantization left an
+            activation with a zero range (`degenerate_int8_tensors`) and
+            LiteRT's XNNPACK delegate cannot load the file (without `verify`
+            that is a warning and the file is written).
     """
     if quantize not in QUANTIZATIONS:
         raise ValueError(
@@ -403,6 +468,24 @@ def export_tflite(
         content = convert_tflite(saved, quantize, representative_data)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if quantize == "int8":
+        degenerate = degenerate_int8_tensors(content)
+        if degenerate and not _xnnpack_loads(content):
+            message = (
+                f"int8 quantization gave {len(degenerate)} activation(s) a zero range: they "
+                "were constant on every calibration image (an SE bottleneck whose ReLU "
+                "units are all dead does this): "
+                + ", ".join(degenerate[:4])
+                + (", ..." if len(degenerate) > 4 else "")
+                + ". LiteRT's reference kernels run the file, its XNNPACK delegate "
+                "aborts on it. Calibrate with more varied `representative_data`, or "
+                "export float32/float16."
+            )
+            if verify:
+                raise ParityError(message)
+            import warnings
+
+            warnings.warn(message, stacklevel=2)
     with open(path, "wb") as f:
         f.write(content)
     if not verify:
