@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(PY) -m pytest -n $(WORKERS) --dist loadgroup --durations=20 tests
 
 bench: $(STAMP)
-	for b in bench_layer bench_models profile_models bench_memory bench_rewrite; do $(PY) benchmarks/$$b.py || exit 1; done
+	for b in bench_layer bench_models profile_models bench_memory bench_rewrite bench_litert bench_fused bench_int8; do $(PY) benchmarks/$$b.py || exit 1; done
 
 table: $(STAMP)
 	$(PY) benchmarks/model_table.py --write-readme

@@ -81,6 +81,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--skip-layer", action="store_true")
     parser.add_argument("--skip-models", action="store_true")
+    parser.add_argument("--name", default=None, help="result file stem (default fused)")
     args = parser.parse_args(argv)
     repeats = args.repeats or (10 if args.quick else 15)
     rng = np.random.default_rng(0)
@@ -89,7 +90,7 @@ def main(argv=None):
 
     def write():
         write_results(
-            "fused" if not args.quick else "fused_quick",
+            args.name or ("fused" if not args.quick else "fused_quick"),
             "The fused SE-block gradient: SE's training-step cost, fused vs autodiff",
             rows,
             COLUMNS,
