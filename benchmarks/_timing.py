@@ -111,16 +111,22 @@ def _quantile(values: Sequence[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
-def _time_once(fn: Callable[[], object], number: int) -> float:
-    start = time.perf_counter()
+def _time_once(
+    fn: Callable[[], object], number: int, clock: Callable[[], float] = time.perf_counter
+) -> float:
+    start = clock()
     for _ in range(number):
         fn()
-    return (time.perf_counter() - start) / number
+    return (clock() - start) / number
 
 
-def _calibrate(fns: Sequence[Callable[[], object]], min_sample_s: float) -> int:
+def _calibrate(
+    fns: Sequence[Callable[[], object]],
+    min_sample_s: float,
+    clock: Callable[[], float] = time.perf_counter,
+) -> int:
     """Calls per sample so that the fastest callable's sample lasts `min_sample_s`."""
-    fastest = min(_time_once(fn, 1) for fn in fns)
+    fastest = min(_time_once(fn, 1, clock) for fn in fns)
     if fastest <= 0:
         return 1000
     return max(1, min(1000, int(min_sample_s / fastest + 0.999)))
@@ -132,6 +138,7 @@ def interleaved(
     warmup: int = 3,
     number: int | None = None,
     min_sample_s: float = 0.01,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, Stats]:
     """Times the callables of `fns` round-robin in this process.
 
@@ -146,6 +153,11 @@ def interleaved(
         number: calls per sample; `None` picks it so that the fastest
             callable's sample lasts at least `min_sample_s`. Defaults to `None`.
         min_sample_s: see `number`. Defaults to `0.01`.
+        clock: the timer, `time.perf_counter` (wall time) by default.
+            `time.thread_time` counts only the CPU time of the calling
+            thread: for work that runs entirely in that thread (a
+            single-threaded interpreter), it does not count the time other
+            processes take the core, so it stays steady on a shared machine.
 
     Returns:
         name -> `Stats` (seconds per call), in the order of `fns`.
@@ -161,13 +173,13 @@ def interleaved(
     for fn in callables:  # compile / trace before calibrating
         fn()
     if number is None:
-        number = _calibrate(callables, min_sample_s)
+        number = _calibrate(callables, min_sample_s, clock)
     results = {n: Stats(number=number) for n in names}
     for round_ in range(warmup + repeats):
         start = round_ % len(names)
         for i in range(len(names)):
             k = (start + i) % len(names)
-            elapsed = _time_once(callables[k], number)
+            elapsed = _time_once(callables[k], number, clock)
             if round_ >= warmup:
                 results[names[k]].samples.append(elapsed)
     return results

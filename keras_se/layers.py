@@ -31,6 +31,8 @@ SE_OPTIONS = (
 )
 
 _POOLED_SQUEEZE = {"forced": None, "detected": None}
+# Training on TensorFlow takes the fused SE-block gradient (keras_se/_fused.py).
+_FUSED_GRADIENT = True
 
 
 def set_pooled_squeeze(enabled: bool | None) -> None:
@@ -200,6 +202,18 @@ def _pooled_mean(x, window, channels):
         return tf.reshape(pooled, (-1, channels)), grad
 
     return mean(x)
+
+
+def _matmul(a, b):
+    """`a @ b` for a 2-D `b`; an `a` of higher rank (TensorFlow only, see
+    `SqueezeExcite.call`) is a broadcast `tf.matmul`, which the TFLite converter
+    writes as one FULLY_CONNECTED that keeps the rank (`ops.matmul` would be a
+    `tensordot`: reshapes around a MatMul)."""
+    if len(a.shape) > 2:
+        import tensorflow as tf
+
+        return tf.matmul(a, b)
+    return ops.matmul(a, b)
 
 
 @keras.saving.register_keras_serializable(package="keras_se")
@@ -440,11 +454,11 @@ class SqueezeExcite(keras.layers.Layer):
 
     # ------------------------------------------------------------------- call
     def _mlp(self, descriptor):
-        hidden = ops.matmul(descriptor, self.reduce_kernel)
+        hidden = _matmul(descriptor, self.reduce_kernel)
         if self.reduce_bias is not None:
             hidden = hidden + self.reduce_bias
         hidden = self._activation_fn(hidden)
-        logits = ops.matmul(hidden, self.expand_kernel)
+        logits = _matmul(hidden, self.expand_kernel)
         if self.expand_bias is not None:
             logits = logits + self.expand_bias
         return logits
@@ -470,50 +484,95 @@ class SqueezeExcite(keras.layers.Layer):
         inputs = ops.convert_to_tensor(inputs)
         if not self.built:
             self.build(inputs.shape)
-        x = ops.cast(inputs, "float32")
+        return self._excite(ops.cast(inputs, "float32"))
+
+    def _excite(self, x, training=None, keepdims=False):
+        """The gate of float32 `x`: `(batch, channels)`, or with `keepdims`
+        `(batch, 1, ..., 1, channels)` (channels_last only)."""
         if self.squeeze == "avg":
-            logits = self._mlp(self._squeeze(x, "avg"))
+            logits = self._mlp(self._squeeze(x, "avg", training, keepdims))
         elif self.squeeze == "max":
-            logits = self._mlp(self._squeeze(x, "max"))
+            logits = self._mlp(self._squeeze(x, "max", training, keepdims))
         else:
-            logits = self._mlp(self._squeeze(x, "avg")) + self._mlp(self._squeeze(x, "max"))
+            logits = self._mlp(self._squeeze(x, "avg", training, keepdims)) + self._mlp(
+                self._squeeze(x, "max", training, keepdims)
+            )
         return self._gate(logits)
 
-    def _squeeze(self, x, reduce):
+    def _squeeze(self, x, reduce, training=None, keepdims=False):
         """Global average or max over the spatial axes: `(batch, channels)`.
 
-        On TensorFlow with only CPUs, channels_last, static spatial sizes and
-        a batch that is not known to be 1, the average is a pooling op whose
-        window is the whole map (`_pooled_mean`). Elsewhere (GPUs, other
-        backends, channels_first, unknown sizes), for the max, and for a
-        static batch of 1, where oneDNN's fixed cost per pooling call
-        outweighs its faster read on small maps (`benchmarks/bench_models.py`,
-        MobileNet at batch 1), it is `ops.mean` / `ops.max`.
+        On TensorFlow with only CPUs, channels_last and static spatial sizes,
+        the average is a pooling op whose window is the whole map
+        (`_pooled_mean`) for a static batch above 1, and in training for an
+        unknown batch (`tf.data` batches). Elsewhere it is `ops.mean` /
+        `ops.max`: on GPUs, other backends, channels_first, unknown sizes,
+        for the max; for a static batch of 1, where oneDNN's fixed cost per
+        pooling call outweighs its faster read on small maps
+        (`benchmarks/bench_models.py`, MobileNet at batch 1); and for an
+        unknown batch outside training, the trace that every export takes
+        (SavedModel, `TFLiteConverter.from_keras_model`,
+        `model.export(format="litert")`), so that each writes the same
+        `MEAN`, the squeeze LiteRT's XNNPACK runs fastest
+        (`benchmarks/bench_litert.py`).
         """
         rank = len(x.shape)
         axes = self._spatial_axes(rank)
         window = tuple(x.shape[a] for a in axes)
+        batch = x.shape[0]
         if (
             reduce == "avg"
-            and x.shape[0] != 1
+            and not keepdims
+            and ((batch is None and training) or (batch is not None and batch > 1))
             and self.data_format == "channels_last"
             and None not in window
             and pooled_squeeze_enabled()
         ):
             return _pooled_mean(x, window, self.channels)
         if reduce == "avg":
-            return ops.mean(x, axis=axes)
-        return ops.max(x, axis=axes)
+            return ops.mean(x, axis=axes, keepdims=keepdims)
+        return ops.max(x, axis=axes, keepdims=keepdims)
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         rank = len(inputs.shape)
-        scale = self.excitation(inputs)
-        if self.data_format == "channels_last":
-            shape = (-1,) + (1,) * (rank - 2) + (self.channels,)
+        if (
+            training
+            and _FUSED_GRADIENT
+            and self.squeeze == "avg"
+            and self.data_format == "channels_last"
+            and None not in inputs.shape[1:]
+            and keras.backend.backend() == "tensorflow"
+        ):
+            # One custom gradient for the whole block (keras_se/_fused.py).
+            from keras_se import _fused
+
+            pool = inputs.shape[0] != 1 and pooled_squeeze_enabled()
+            return _fused.se_block(self, inputs, pool=pool)
+        x = ops.cast(inputs, "float32")
+        if (
+            inputs.shape[0] is None
+            and not training
+            and self.data_format == "channels_last"
+            and keras.backend.backend() == "tensorflow"
+        ):
+            # An unknown batch outside training: the trace of every export.
+            # The descriptor keeps its rank, `(batch, 1, ..., 1, channels)`,
+            # through the MLP and the gate, so that the TFLite converter
+            # writes MEAN, FULLY_CONNECTED x2, LOGISTIC, MUL with no RESHAPE:
+            # the ops it writes for a static batch of 1.
+            scale = self._excite(x, training, keepdims=True)
+        elif inputs.shape[0] == 1 and self.data_format == "channels_last":
+            # A static batch of 1: the `(1, channels)` gate broadcasts against
+            # `(1, ..., channels)` as it is; one op less per block in graph mode.
+            scale = self._excite(x, training)
         else:
-            shape = (-1, self.channels) + (1,) * (rank - 2)
-        scale = ops.reshape(ops.cast(scale, inputs.dtype), shape)
-        return inputs * scale
+            scale = self._excite(x, training)
+            if self.data_format == "channels_last":
+                shape = (-1,) + (1,) * (rank - 2) + (self.channels,)
+            else:
+                shape = (-1, self.channels) + (1,) * (rank - 2)
+            scale = ops.reshape(scale, shape)
+        return inputs * ops.cast(scale, inputs.dtype)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

@@ -129,8 +129,9 @@ def test_parity_failure_raises(model, tmp_path):
 
 
 def test_export_argument_errors(model, tmp_path):
-    with pytest.raises(ValueError, match=r"`quantize` must be one of 'none', 'float16'. Received: quantize='int8'"):
-        E.export_tflite(model, str(tmp_path / "m.tflite"), quantize="int8")
+    with pytest.raises(ValueError, match=r"`quantize` must be one of 'none', 'float16', 'int8'. "
+                       r"Received: quantize='int4'"):
+        E.export_tflite(model, str(tmp_path / "m.tflite"), quantize="int4")
     a, b = keras.Input((4,)), keras.Input((4,))
     two = keras.Model([a, b], keras.layers.Add()([a, b]))
     with pytest.raises(ValueError, match=r"single-input models .*Received: model with 2 inputs"):

@@ -25,14 +25,14 @@ def _input(rank, data_format, channels=6, batch=2, seed=0):
 
 
 # ------------------------------------------------------- squeeze fast path
-def _squeeze_op_types(layer, shape, gradient=False):
+def _squeeze_op_types(layer, shape, gradient=False, training=None):
 
     def fn(x):
         if not gradient:
-            return layer(x)
+            return layer(x, training=training)
         with tf.GradientTape() as tape:
             tape.watch(x)
-            y = layer(x)
+            y = layer(x, training=training)
         return tape.gradient(y, x)
 
     graph = tf.function(fn).get_concrete_function(tf.TensorSpec(shape, "float32")).graph
@@ -93,9 +93,12 @@ def test_squeeze_falls_back_to_mean_for_unknown_sizes_batch_1_and_channels_first
     np.testing.assert_allclose(_np(layer(x)), se_reference(x, layer)[0], atol=1e-5)
 
     # A static batch of 1 (single-image serving) keeps the mean; an unknown
-    # batch takes the pool.
+    # batch takes the pool in training (tf.data batches) and the mean outside
+    # it (the trace every export takes, see tests/test_litert.py).
     assert "Mean" in _squeeze_op_types(layer, (1, 5, 4, 16))
-    assert "AvgPool" in _squeeze_op_types(layer, (None, 5, 4, 16))
+    assert "AvgPool" in _squeeze_op_types(layer, (None, 5, 4, 16), training=True)
+    types = _squeeze_op_types(layer, (None, 5, 4, 16))
+    assert "Mean" in types and "AvgPool" not in types
 
     first = SqueezeExcite(ratio=4, data_format="channels_first")
     types = _squeeze_op_types(first, (2, 16, 5, 4))
