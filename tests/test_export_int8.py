@@ -200,3 +200,37 @@ def test_untrained_identity_model_exports_to_int8(tmp_path):
     assert diff <= E.TFLITE_ATOL["int8"]
     with open(path, "rb") as f:
         assert E.degenerate_int8_tensors(f.read())
+
+
+def test_cli_int8_calibrates_on_the_data_and_reports_the_accuracy(trained, data, tmp_path):
+    import json
+    import re
+    import subprocess
+    import sys
+
+    # A run's folder: model.keras with its keras_se.json (the preprocessing "tf" is
+    # the _preprocess above), as `keras-se finetune` leaves it.
+    run = tmp_path / "run"
+    run.mkdir()
+    trained.save(run / "model.keras")
+    (run / "keras_se.json").write_text(json.dumps({"preprocess": "tf"}))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    base = [sys.executable, "-m", "keras_se", "export", str(run), "--format", "tflite"]
+    proc = subprocess.run(base + ["--quantize", "int8", "--out", "q.tflite", "--data", "builtin",
+                                  "--data-dir", str(tmp_path / "tfds")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = proc.stdout.strip().splitlines()[-1]
+    m = re.search(r"Keras float32 (\S+), LiteRT int8 (\S+) \(", line)
+    assert m, proc.stdout
+    keras_acc, int8_acc = float(m.group(1)), float(m.group(2))
+    assert keras_acc > 0.6 and int8_acc >= keras_acc - 0.03
+    with open(tmp_path / "q.tflite", "rb") as f:
+        assert _tensor_types(f.read(), "MUL") == {np.int8}
+    # Bad input: int8 without data, data without int8.
+    for extra, message in ((["--quantize", "int8"], "`--quantize int8` needs --data"),
+                           (["--data", "builtin"], "`--data` applies to --quantize int8 only")):
+        proc = subprocess.run(base + extra + ["--out", "x.tflite"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+        assert not (tmp_path / "x.tflite").exists()

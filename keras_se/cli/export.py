@@ -35,8 +35,14 @@ def add_arguments(p):
         "--quantize",
         choices=QUANTIZATIONS,
         default="none",
-        help="tflite only: none (float32) or float16 weights. Default: none",
+        help="tflite only: none (float32), float16 weights, or int8 (full-integer "
+        "post-training quantization, calibrated on --data). Default: none",
     )
+    p.add_argument("--data", default=None,
+                   help="with --quantize int8: the data to calibrate on and to measure "
+                   "accuracy with (builtin, an image folder or a TFDS name, as for finetune; "
+                   "the fine-tuning data)")
+    p.add_argument("--data-dir", default=None, help="TFDS data directory. Default: TFDS's")
     p.add_argument("--opset", type=positive_int, default=None,
                    help="onnx only: the ONNX opset. Default: the converter's (15 with tf2onnx)")
 
@@ -66,6 +72,15 @@ def main(args) -> int:
     if args.quantize != "none" and args.format != "tflite":
         raise UsageError(
             f"`--quantize` applies to --format tflite only. Received: quantize={args.quantize!r}"
+        )
+    if args.quantize == "int8" and args.data is None:
+        raise UsageError(
+            "`--quantize int8` needs --data: the images to calibrate the activations on "
+            "(the fine-tuning data). Received: data=None"
+        )
+    if args.data is not None and args.quantize != "int8":
+        raise UsageError(
+            f"`--data` applies to --quantize int8 only. Received: data={args.data!r}"
         )
     if args.opset is not None and args.format != "onnx":
         raise UsageError(f"`--opset` applies to --format onnx only. Received: opset={args.opset}")
@@ -105,9 +120,13 @@ def main(args) -> int:
         dims = ", ".join(str(d) for d in shape)
         what = f"ONNX (input {name!r} ({dims}), ONNX Runtime)"
     else:
+        data = _calibration_data(args, spec, model) if args.quantize == "int8" else None
         tmp = os.path.join(out.parent, f".{os.path.basename(out.out)}.partial{os.getpid()}")
         try:
-            diff = export.export_tflite(model, tmp, quantize=args.quantize, inputs=inputs)
+            diff = export.export_tflite(
+                model, tmp, quantize=args.quantize, inputs=inputs,
+                representative_data=data.unaugmented_train if data is not None else None,
+            )
             os.replace(tmp, out.out)
         except BaseException:
             remove(tmp)
@@ -120,4 +139,40 @@ def main(args) -> int:
         f"{time.time() - started:.1f}s; {what} matches Keras on {inputs.shape[0]} inputs: "
         f"max abs diff {diff:.3g} (tolerance {atol:g})"
     )
+    if args.quantize == "int8":
+        with open(out.out, "rb") as f:
+            int8 = export.tflite_accuracy(f.read(), data.validation)
+        keras_acc = _keras_accuracy(model, data.validation)
+        print(f"validation accuracy on {data.num_validation} images of {data.description}: "
+              f"Keras float32 {keras_acc:.3f}, LiteRT int8 {int8:.3f} ({int8 - keras_acc:+.3f})")
     return 0
+
+
+def _keras_accuracy(model, dataset) -> float:
+    import numpy as np
+
+    correct = total = 0
+    for images, labels in dataset.as_numpy_iterator():
+        predicted = np.argmax(np.asarray(model.predict_on_batch(images)), axis=-1)
+        labels = np.asarray(labels).reshape(-1)
+        correct += int(np.sum(predicted == labels))
+        total += labels.size
+    return correct / max(total, 1)
+
+
+def _calibration_data(args, spec, model):
+    """The data `--quantize int8` calibrates on: the model's input size and preprocessing."""
+    from keras_se.data import load_data
+    from keras_se.models import preprocess_function
+
+    size = tuple(int(d) for d in model.inputs[0].shape[1:3])
+    if None in size:
+        raise UsageError(
+            "`--quantize int8` needs a model with a fixed input size to calibrate. "
+            f"Received: model={args.model!r} with input {tuple(model.inputs[0].shape)}"
+        )
+    preprocess = spec.sidecar.get("preprocess", "none") if spec.kind == "file" else (
+        spec.family or "none")
+    with usage_errors():
+        return load_data(args.data, image_size=size, batch_size=32,
+                         preprocess=preprocess_function(preprocess), data_dir=args.data_dir)
