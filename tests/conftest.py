@@ -26,14 +26,14 @@ BACKEND = keras.backend.backend()
 # Test files of the edge (TensorFlow, tf.data, TFDS, the command line): collected only
 # on the TensorFlow backend; the other backends run the `core` tests.
 EDGE_TEST_FILES = {
-    "test_applications.py",
+    "test_backends.py",
     "test_benchmarks.py",
     "test_cli.py",
+    "test_cli_inspect.py",
     "test_data.py",
     "test_distribute.py",
     "test_export.py",
     "test_finetune.py",
-    "test_inspect.py",
     "test_layers_tensorflow.py",
     "test_notebooks.py",
     "test_rewrite_keras_applications.py",
