@@ -30,6 +30,9 @@ def add_arguments(p):
 def main(args) -> int:
     """Exports MODEL.keras as a TF SavedModel (serving format) or a TFLite flatbuffer.
 
+    Backends: both formats from tensorflow and jax (--backend); neither from
+    torch (Keras needs torch_xla or litert-torch for them): exit code 2.
+
     The SavedModel is loaded back with tf.saved_model.load and its `serve`
     endpoint compared with Keras (tolerance 1e-5); the TFLite model is run in
     the LiteRT interpreter and compared with Keras (tolerance 1e-4 for
@@ -49,6 +52,8 @@ def main(args) -> int:
         raise UsageError(
             f"`--out` of a TFLite model must end with .tflite. Received: out={args.out!r}"
         )
+    with usage_errors():
+        export.check_export_support(args.format)  # before any work: one line, exit 2
     out = OutputDir(args.out, overwrite=args.overwrite, is_file=args.format == "tflite").check()
     with usage_errors():
         model = load_model(path)
