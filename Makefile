@@ -14,6 +14,13 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 # pytest-xdist workers; CI machines have 2 cores.
 WORKERS ?= 2
 PYTEST := -m pytest -n $(WORKERS) --dist loadgroup -p no:cacheprovider
+# JAX compiles every eager op and every random initializer once per shape (about 1 s
+# each for a kernel's threefry draw on a busy CPU): the core suite on JAX shares one
+# persistent compilation cache across its workers and the floor run, and XLA skips
+# LLVM's costly optimisations for these tiny test programs.
+JAX_TEST_ENV := KERAS_BACKEND=jax JAX_COMPILATION_CACHE_DIR=$(CURDIR)/.cache/jax \
+	JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=-1 \
+	XLA_FLAGS="--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 
 .PHONY: venv demo test test-tf test-jax test-torch test-floor lint bench table clean
 
@@ -51,13 +58,13 @@ test-tf: $(TEST_STAMP)
 	$(PY) $(PYTEST) --durations=20 --doctest-modules tests keras_se applications
 
 test-jax: $(TEST_STAMP)
-	KERAS_BACKEND=jax $(PY) $(PYTEST) --durations=5 -m core tests
+	$(JAX_TEST_ENV) $(PY) $(PYTEST) --durations=5 -m core tests
 
 test-torch: $(TEST_STAMP)
 	KERAS_BACKEND=torch $(PY) $(PYTEST) --durations=5 -m core tests
 
 test-floor: $(CORE_STAMP)
-	KERAS_BACKEND=jax $(CORE_PY) $(PYTEST) --durations=5 -m core tests
+	$(JAX_TEST_ENV) $(CORE_PY) $(PYTEST) --durations=5 -m core tests
 
 bench: $(TEST_STAMP)
 	for b in bench_layer bench_models profile_models bench_memory bench_rewrite bench_litert bench_fused bench_int8 bench_onnx bench_real_data; do $(PY) benchmarks/$$b.py || exit 1; done
@@ -68,4 +75,4 @@ table: $(TEST_STAMP)
 	$(PY) benchmarks/hub_table.py --write-readme
 
 clean:
-	rm -rf $(VENV) $(CORE_VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) $(CORE_VENV) *.egg-info .pytest_cache .cache

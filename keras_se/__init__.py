@@ -11,15 +11,20 @@ line) needs TensorFlow and is imported on first use: `keras_se.load_data`,
 import os as _os
 import sys as _sys
 
-# The `keras-se` command line filters TensorFlow's native log lines from stderr; it
-# must start before Keras imports TensorFlow, that is here. Only when this process is
-# the command line (the console script, or `python -m keras_se`).
+# The `keras-se` command line filters TensorFlow's native log lines from stderr, and
+# its `--backend` flag sets KERAS_BACKEND: both must happen before Keras loads, that
+# is here. Only when this process is the command line (the console script, or
+# `python -m keras_se`).
 _argv = getattr(_sys, "orig_argv", [])
 if _os.path.basename(_sys.argv[0] if _sys.argv else "") in ("keras-se", "keras-se.exe") or any(
     _argv[i : i + 2] == ["-m", "keras_se"] for i in range(len(_argv))
 ):
+    from keras_se.cli._args import backend_from_argv as _backend_from_argv
     from keras_se.cli._stderr import install as _install_stderr_filter
 
+    _backend = _backend_from_argv(_sys.argv[1:])
+    if _backend is not None:
+        _os.environ["KERAS_BACKEND"] = _backend
     _install_stderr_filter()
 del _argv
 

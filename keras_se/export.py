@@ -21,6 +21,12 @@
   (CPU) and checks the outputs against Keras's. A layer whose op the
   converter lacks raises `ExportError` naming it; no file is left behind.
 
+Backends (`BACKEND_FORMATS`, `export_support`): TensorFlow and JAX export both
+formats (JAX through Keras's own `model.export`, which converts the model with
+jax2tf; TensorFlow must be installed); PyTorch exports neither here (Keras needs
+torch_xla or litert-torch for them), and asking raises a one-line `ValueError`.
+The checks are the same on every backend.
+
 Tolerances (max absolute difference of the outputs on the check batch):
 
 | artifact | tolerance | why |
@@ -73,6 +79,52 @@ TFLITE_ATOL = {"none": 1e-4, "float16": 2e-2, "int8": 0.3}
 # Images the int8 calibration reads from `representative_data` (see
 # `representative_dataset`).
 INT8_CALIBRATION_SAMPLES = 256
+
+#: What each Keras backend can export, by format: None where it can, else why not.
+#: TensorFlow runs its own graph; JAX goes through Keras's own `model.export`, which
+#: converts the JAX function with jax2tf (TensorFlow installed), and the TFLite
+#: converter takes that SavedModel as it takes TensorFlow's. From PyTorch, Keras
+#: reaches a SavedModel only through torch_xla and LiteRT only through litert-torch;
+#: keras-se installs and tests neither. A `.keras` file loads on every backend, so a
+#: model trained on PyTorch exports from the other two.
+BACKEND_FORMATS = {
+    "saved_model": {
+        "tensorflow": None,
+        "jax": None,
+        "torch": "Keras exports a SavedModel from PyTorch only through torch_xla, which "
+        "keras-se neither installs nor tests",
+    },
+    "tflite": {
+        "tensorflow": None,
+        "jax": None,
+        "torch": "Keras converts PyTorch models to LiteRT only with litert-torch, which "
+        "keras-se neither installs nor tests",
+    },
+}
+
+
+def export_support(format: str, backend: str | None = None) -> str | None:
+    """Why `format` cannot be exported from `backend` (the running one), or None if it can."""
+    if format not in BACKEND_FORMATS:
+        raise ValueError(
+            f"`format` must be one of {', '.join(repr(f) for f in BACKEND_FORMATS)}. "
+            f"Received: format={format!r}"
+        )
+    backend = backend or keras.backend.backend()
+    return BACKEND_FORMATS[format].get(backend, f"Keras's {backend} backend is not supported")
+
+
+def check_export_support(format: str, backend: str | None = None) -> None:
+    """Raises a one-line `ValueError` when `format` cannot be exported from `backend`."""
+    backend = backend or keras.backend.backend()
+    why = export_support(format, backend)
+    if why is not None:
+        able = [b for b, reason in BACKEND_FORMATS[format].items() if reason is None]
+        raise ValueError(
+            f"A {format} cannot be exported from the {backend} backend: {why}. Export the "
+            f".keras file on {' or '.join(able)} (it loads on every backend). "
+            f"Received: format={format!r}, backend={backend!r}"
+        )
 
 
 class ParityError(RuntimeError):
@@ -229,12 +281,13 @@ def export_saved_model(
     Returns:
         The max absolute difference, or None without `verify`.
     """
+    check_export_support("saved_model")
     model.export(path, format="tf_saved_model", verbose=False)
     if not verify:
         return None
     if inputs is None:
         inputs = sample_inputs(model)
-    expected = np.asarray(model(inputs, training=False))
+    expected = keras.ops.convert_to_numpy(model(inputs, training=False))
     return check_saved_model(path, inputs, expected, atol)
 
 
@@ -511,6 +564,7 @@ def export_tflite(
             f"`quantize` must be one of {', '.join(repr(q) for q in QUANTIZATIONS)}. "
             f"Received: quantize={quantize!r}"
         )
+    check_export_support("tflite")
     if quantize == "int8":
         _check_representative(representative_data)
     tmp = tempfile.mkdtemp(prefix="keras_se_tflite_")
@@ -545,7 +599,7 @@ def export_tflite(
     if inputs is None:
         inputs = sample_inputs(model)
     atol = TFLITE_ATOL[quantize] if atol is None else atol
-    expected = np.asarray(model(inputs, training=False))
+    expected = keras.ops.convert_to_numpy(model(inputs, training=False))
     diff = _max_diff(run_tflite(content, inputs), expected)
     if not diff <= atol:
         raise ParityError(
@@ -562,23 +616,27 @@ def save_artifacts(
     The pair `keras-se retrofit` and `finetune` leave: the `.keras` file is
     loaded back with `keras.saving.load_model` and compared with `model`
     (tolerance 1e-5); the SavedModel is checked with `check_saved_model` (in a
-    fresh process with `fresh_process=True`).
+    fresh process with `fresh_process=True`). On a backend that cannot export a
+    SavedModel (`export_support`: PyTorch) only `model.keras` is written.
 
     Returns:
-        `{"keras": max abs diff, "saved_model": max abs diff}`.
+        `{"keras": max abs diff, "saved_model": max abs diff}`, without
+        `"saved_model"` where the backend cannot export one.
 
     Raises:
         ParityError: when a reloaded artifact differs beyond its tolerance.
     """
     keras_path = os.path.join(directory, "model.keras")
     model.save(keras_path)
-    expected = np.asarray(model(inputs, training=False))
+    expected = keras.ops.convert_to_numpy(model(inputs, training=False))
     reloaded = keras.saving.load_model(keras_path)
-    keras_diff = _max_diff(reloaded(inputs, training=False), expected)
+    keras_diff = _max_diff(keras.ops.convert_to_numpy(reloaded(inputs, training=False)), expected)
     if not keras_diff <= SAVED_MODEL_ATOL:
         raise ParityError(
             f"{keras_path} reloads with different outputs (max abs diff {keras_diff:.3g})"
         )
+    if export_support("saved_model") is not None:
+        return {"keras": keras_diff}
     saved = os.path.join(directory, "saved_model")
     model.export(saved, format="tf_saved_model", verbose=False)
     check = check_saved_model_in_fresh_process if fresh_process else check_saved_model

@@ -9,31 +9,37 @@ an interrupted run (Ctrl-C, `kill -9`, a preempted machine) continues from the
 last completed epoch when it is started again with the same `backup_dir`, and
 it keeps the complete history across such restarts.
 
-Distribution: `finetune(..., strategy="mirrored")` trains with
-`tf.distribute.MirroredStrategy` over every GPU (or every logical CPU device
-when there is no GPU); `strategy="multiworker"` with
+It runs on every Keras backend: the data are `tf.data` datasets, which Keras
+feeds to TensorFlow, JAX and PyTorch alike (TensorFlow must be installed).
+
+Distribution (`keras_se.distribute`): `finetune(..., strategy="mirrored")` trains
+with `tf.distribute.MirroredStrategy` over every GPU (or every logical CPU device
+when there is no GPU) on TensorFlow, and with `keras.distribution.DataParallel`
+over every local device on JAX; `strategy="multiworker"` with
 `tf.distribute.MultiWorkerMirroredStrategy`, configured by the `TF_CONFIG`
-environment variable (`keras_se.distribute`). Build the model inside the
-strategy's scope by passing a function that returns it instead of the model.
+environment variable (TensorFlow only). PyTorch trains on one device. Build the
+model inside the strategy's scope by passing a function that returns it instead
+of the model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_se._files import read_json, write_json
 from keras_se.batchnorm import recalibrate_batchnorm  # noqa: F401  (re-exported)
 from keras_se.distribute import (  # noqa: F401  (STRATEGIES, is_chief: re-exported)
     STRATEGIES,
+    built_in_scope,
     is_chief,
     make_strategy,
     strategy_name,
@@ -48,6 +54,9 @@ from keras_se.transfer import (  # noqa: F401  (re-exported: the fine-tuning too
     set_batchnorm_momentum,
     unfreeze,
 )
+
+if TYPE_CHECKING:  # annotations only: TensorFlow is imported by tf.data's user
+    import tensorflow as tf
 
 FREEZE_MODES = ("backbone", "none")
 SCHEDULES = ("cosine", "constant")
@@ -95,6 +104,7 @@ class FinetuneResult:
             of the recalibration after training; None otherwise.
         last_epoch: the validation metrics of the last epoch (before any
             recalibration), or None; `after` is the saved model's.
+        backend: the Keras backend that trained (`keras.backend.backend()`).
     """
 
     model: keras.Model
@@ -108,6 +118,7 @@ class FinetuneResult:
     seconds: float
     recalibration: dict | None = None
     last_epoch: dict[str, float] | None = None
+    backend: str = dataclasses.field(default_factory=lambda: keras.backend.backend())
 
     def metrics(self) -> dict[str, Any]:
         """A JSON-able summary (what the CLI writes to `metrics.json`)."""
@@ -120,6 +131,7 @@ class FinetuneResult:
             "before": self.before,
             "after": self.after,
             "params": self.params,
+            "backend": self.backend,
             "strategy": self.strategy,
             "num_replicas": self.num_replicas,
             "train_seconds": round(self.seconds, 2),
@@ -153,14 +165,14 @@ def finetune(
     weight_decay: float = 0.0,
     freeze: str = "backbone",
     head: Sequence[str] | None = None,
-    strategy: str | tf.distribute.Strategy | None = None,
+    strategy: str | Any | None = None,
     backup_dir: str | None = None,
     evaluate_before: bool = True,
     steps_per_epoch: int | None = None,
     validation_steps: int | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: str | int = "auto",
-    jit_compile: bool = False,
+    jit_compile: bool | None = None,
     recalibrate_bn: bool = False,
     recalibration_data: tf.data.Dataset | None = None,
 ) -> FinetuneResult:
@@ -193,8 +205,9 @@ def finetune(
         head: the head layers for `freeze_backbone`. Defaults to `None`
             (`default_head`).
         strategy: None or `"default"`, `"mirrored"`, `"multiworker"` (see
-            `make_strategy`) or a `tf.distribute.Strategy`. Defaults to
-            `None`.
+            `keras_se.distribute.make_strategy`: what each is on each
+            backend), or what `make_strategy` returns (on TensorFlow, any
+            `tf.distribute.Strategy`). Defaults to `None`.
         backup_dir: directory for the resumable state, or None (no resume).
             Defaults to `None`.
         evaluate_before: bool, evaluate on the validation data before
@@ -204,8 +217,10 @@ def finetune(
         validation_steps: int or None. Defaults to `None`.
         callbacks: extra Keras callbacks. Defaults to `()`.
         verbose: passed to `fit`. Defaults to `"auto"`.
-        jit_compile: bool, XLA-compile the train step (slow to compile on
-            CPU). Defaults to `False`.
+        jit_compile: bool, XLA-compile the train step, or None for the
+            backend's usual way: compiled on JAX (`jax.jit`), not on
+            TensorFlow (XLA is slow to compile on CPU) nor on PyTorch
+            (eager). Defaults to `None`.
         recalibrate_bn: bool, after training re-estimate every
             BatchNormalization's moving statistics from
             `recalibration_data` (`keras_se.batchnorm.recalibrate_batchnorm`);
@@ -239,13 +254,10 @@ def finetune(
         )
     if strategy is None or isinstance(strategy, str):
         strategy = make_strategy(strategy or "default")
+    if jit_compile is None:
+        jit_compile = keras.backend.backend() == "jax"
     if isinstance(model, keras.Model):
-        default = type(tf.distribute.get_strategy())
-        if (
-            not isinstance(strategy, default)
-            and model.weights
-            and not strategy.extended.variable_created_in_scope(model.weights[0].value)
-        ):
+        if not built_in_scope(strategy, model):
             raise ValueError(
                 "With a distribution strategy, pass a function that builds the model, so "
                 "that its variables are created in the strategy's scope. "
@@ -273,111 +285,122 @@ def finetune(
     if state is not None and done == 0:
         state.pop("epochs", None)  # nothing was backed up: start the record afresh
 
-    with strategy.scope():
-        model = build()
-        if freeze == "backbone":
-            freeze_backbone(model, head=head)
-        steps_total = epochs * (steps_per_epoch or _cardinality(train_data))
-        if schedule == "cosine" and steps_total:
-            lr = keras.optimizers.schedules.CosineDecay(learning_rate, steps_total)
-        else:
-            lr = learning_rate
-        if weight_decay:
-            optimizer = keras.optimizers.AdamW(lr, weight_decay=weight_decay)
-        else:
-            optimizer = keras.optimizers.Adam(lr)
-        model.compile(
-            optimizer=optimizer,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=_loss_from_logits(model)),
-            metrics=["accuracy"],
-            jit_compile=jit_compile,
+    # A tf.distribute strategy is captured by the model built in its scope; Keras's
+    # JAX distribution is read by `fit` too, so its scope covers the whole run.
+    covers = getattr(strategy, "covers_training", False)
+    with strategy.scope() if covers else contextlib.nullcontext():
+        with contextlib.nullcontext() if covers else strategy.scope():
+            model = build()
+            if freeze == "backbone":
+                freeze_backbone(model, head=head)
+            steps_total = epochs * (steps_per_epoch or _cardinality(train_data))
+            if schedule == "cosine" and steps_total:
+                lr = keras.optimizers.schedules.CosineDecay(learning_rate, steps_total)
+            else:
+                lr = learning_rate
+            if weight_decay:
+                optimizer = keras.optimizers.AdamW(lr, weight_decay=weight_decay)
+            else:
+                optimizer = keras.optimizers.Adam(lr)
+            model.compile(
+                optimizer=optimizer,
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=_loss_from_logits(model)),
+                metrics=["accuracy"],
+                jit_compile=jit_compile,
+            )
+            # Creating the optimizer's variables now, not in the first traced
+            # step, halves the first step's tracing time (TensorFlow retraces a
+            # function that creates variables).
+            model.optimizer.build(model.trainable_variables)
+
+        before = None
+        if validation_data is not None and evaluate_before:
+            if state is not None and "before" in state:
+                before = state["before"]
+            else:
+                before = _evaluate(model, validation_data, validation_steps)
+                if state is not None:
+                    state["before"] = before
+                    write_json(state_path, state)
+
+        cbs = list(callbacks)
+        if backup:
+            # The epoch's record is written before its backup: a kill between the
+            # two repeats that epoch on resume and overwrites the record.
+            cbs = [
+                _EpochLog(state_path, state),
+                # The backup outlives `fit`: a failure after training (saving,
+                # export) then resumes with nothing left to train. Remove
+                # `backup_dir` once the results are safe.
+                keras.callbacks.BackupAndRestore(
+                    backup, double_checkpoint=True, delete_checkpoint=False
+                ),
+            ] + cbs
+        start = time.time()
+        fit = model.fit(
+            train_data,
+            validation_data=validation_data,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            validation_steps=validation_steps,
+            callbacks=cbs,
+            verbose=verbose,
+            shuffle=False,
         )
-        # Creating the optimizer's variables now, not in the first traced
-        # step, halves the first step's tracing time (TensorFlow retraces a
-        # function that creates variables).
-        model.optimizer.build(model.trainable_variables)
+        seconds = time.time() - start
 
-    before = None
-    if validation_data is not None and evaluate_before:
-        if state is not None and "before" in state:
-            before = state["before"]
+        if state is not None:
+            epochs_log = state.get("epochs", {})
+            numbers = sorted(int(k) for k in epochs_log)
+            history = {"epoch": numbers}
+            for n in numbers:
+                for key, value in epochs_log[str(n)].items():
+                    history.setdefault(key, []).append(value)
         else:
-            before = _evaluate(model, validation_data, validation_steps)
-            if state is not None:
-                state["before"] = before
-                write_json(state_path, state)
-
-    cbs = list(callbacks)
-    if backup:
-        # The epoch's record is written before its backup: a kill between the
-        # two repeats that epoch on resume and overwrites the record.
-        cbs = [
-            _EpochLog(state_path, state),
-            # The backup outlives `fit`: a failure after training (saving,
-            # export) then resumes with nothing left to train. Remove
-            # `backup_dir` once the results are safe.
-            keras.callbacks.BackupAndRestore(
-                backup, double_checkpoint=True, delete_checkpoint=False
-            ),
-        ] + cbs
-    start = time.time()
-    fit = model.fit(
-        train_data,
-        validation_data=validation_data,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        validation_steps=validation_steps,
-        callbacks=cbs,
-        verbose=verbose,
-        shuffle=False,
-    )
-    seconds = time.time() - start
-
-    if state is not None:
-        epochs_log = state.get("epochs", {})
-        numbers = sorted(int(k) for k in epochs_log)
-        history = {"epoch": numbers}
-        for n in numbers:
-            for key, value in epochs_log[str(n)].items():
-                history.setdefault(key, []).append(value)
-    else:
-        history = {"epoch": list(range(1, len(fit.history.get("loss", [])) + 1))}
-        history.update({k: [float(x) for x in v] for k, v in fit.history.items()})
-    history = {k: v for k, v in history.items() if k == "epoch" or len(v) == len(history["epoch"])}
-    after = None
-    if validation_data is not None:
-        if history.get("val_loss"):
-            after = {"loss": history["val_loss"][-1], "accuracy": history["val_accuracy"][-1]}
-        else:
-            after = _evaluate(model, validation_data, validation_steps)
-    last_epoch, recalibration = after, None
-    if recalibrate_bn:
-        from keras_se.batchnorm import recalibrate_batchnorm
-
-        if recalibration_data is None:
-            report = recalibrate_batchnorm(model, train_data, steps=steps_per_epoch)
-        else:
-            report = recalibrate_batchnorm(model, recalibration_data)
-        recalibration = report.to_dict()
+            history = {"epoch": list(range(1, len(fit.history.get("loss", [])) + 1))}
+            history.update({k: [float(x) for x in v] for k, v in fit.history.items()})
+        history = {k: v for k, v in history.items() if k == "epoch" or len(v) == len(history["epoch"])}
+        after = None
         if validation_data is not None:
-            after = _evaluate(model, validation_data, validation_steps)
-    return FinetuneResult(
-        model=model,
-        history=history,
-        initial_epoch=done,
-        before=before,
-        after=after,
-        params=count_params(model),
-        strategy=strategy_name(strategy),
-        num_replicas=int(strategy.num_replicas_in_sync),
-        seconds=seconds,
-        recalibration=recalibration,
-        last_epoch=last_epoch,
-    )
+            if history.get("val_loss"):
+                after = {"loss": history["val_loss"][-1], "accuracy": history["val_accuracy"][-1]}
+            else:
+                after = _evaluate(model, validation_data, validation_steps)
+        last_epoch, recalibration = after, None
+        if recalibrate_bn:
+            from keras_se.batchnorm import recalibrate_batchnorm
+
+            if recalibration_data is None:
+                report = recalibrate_batchnorm(model, train_data, steps=steps_per_epoch)
+            else:
+                report = recalibrate_batchnorm(model, recalibration_data)
+            recalibration = report.to_dict()
+            if validation_data is not None:
+                after = _evaluate(model, validation_data, validation_steps)
+        return FinetuneResult(
+            model=model,
+            history=history,
+            initial_epoch=done,
+            before=before,
+            after=after,
+            params=count_params(model),
+            strategy=strategy_name(strategy),
+            num_replicas=int(strategy.num_replicas_in_sync),
+            seconds=seconds,
+            recalibration=recalibration,
+            last_epoch=last_epoch,
+        )
 
 
 def _cardinality(dataset):
-    n = int(dataset.cardinality())
+    """Batches in a finite `tf.data` dataset (or a sized iterable); 0 when unknown."""
+    if hasattr(dataset, "cardinality"):
+        n = int(dataset.cardinality())
+    else:
+        try:
+            n = len(dataset)
+        except TypeError:
+            n = 0
     return n if n > 0 else 0
 
 

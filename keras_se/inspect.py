@@ -412,6 +412,14 @@ def _split_batch(batch, by_class):
     return x, y
 
 
+def _host(x):
+    """A batch as NumPy where it is not the backend's own tensor (a tf.data batch on
+    JAX or PyTorch); backend tensors pass through."""
+    if hasattr(x, "numpy") and not keras.ops.is_tensor(x):
+        return x.numpy()
+    return x
+
+
 def _class_ids(y):
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] > 1:  # one-hot or probabilities
@@ -496,6 +504,7 @@ def excitation_profile(
         if steps is not None and step >= steps:
             break
         x, y = _split_batch(batch, by_class)
+        x, y = _host(x), None if y is None else _host(y)
         gates = emodel.predict_on_batch(x)  # inference mode, one compiled function
         gates = {k: keras.ops.convert_to_numpy(gates[k]).astype(np.float64) for k in keys}
         n = gates[keys[0]].shape[0]

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
-from keras import tree
+from keras import ops, tree
 
 from keras_se import _keras_compat as compat
 from keras_se import hub as _hub
@@ -258,7 +258,11 @@ class _Rewriter:
                     f"{len(dst)}: cannot copy them."
                 )
             for s, d in zip(src, dst):
-                d.assign(s)
+                # A copy, not the value itself: on JAX a variable's value is an
+                # immutable array that `assign` would share, and the JAX trainer
+                # donates (deletes) the new model's arrays in its first step,
+                # which would delete the original model's weights with them.
+                d.assign(ops.copy(s.value))
         for original, clone in self.containers:
             if original.trainable != clone.trainable:
                 clone.trainable = original.trainable

@@ -26,11 +26,12 @@ BACKEND = keras.backend.backend()
 # Test files of the edge (TensorFlow, tf.data, TFDS, the command line): collected only
 # on the TensorFlow backend; the other backends run the `core` tests.
 EDGE_TEST_FILES = {
-    "test_applications.py",
+    "test_backends.py",
     "test_benchmarks.py",
     "test_cli.py",
     "test_batchnorm.py",
     "test_cli_hub.py",
+    "test_cli_inspect.py",
     "test_cli_timm.py",
     "test_data.py",
     "test_data_offline.py",
@@ -40,7 +41,6 @@ EDGE_TEST_FILES = {
     "test_finetune.py",
     "test_finetune_recalibrate.py",
     "test_hub.py",
-    "test_inspect.py",
     "test_layers_tensorflow.py",
     "test_notebooks.py",
     "test_pretrained_path.py",

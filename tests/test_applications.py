@@ -16,11 +16,14 @@ import h5py
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+from _backend import gradients
+from keras import ops
 
 import keras_se
 from keras_se import SqueezeExcite, applications
 
+# Every test here runs on each Keras backend.
+pytestmark = pytest.mark.core
 heavy = pytest.mark.heavy
 
 # name: (input size, extra arguments, heavy). The sizes are the smallest that keep
@@ -69,6 +72,10 @@ def se_layers(model):
     return [layer for layer in model.layers if isinstance(layer, SqueezeExcite)]
 
 
+def _np(x):
+    return ops.convert_to_numpy(x)
+
+
 def rand(shape, seed=0):
     return np.random.default_rng(seed).uniform(0, 255, size=shape).astype("float32")
 
@@ -97,15 +104,14 @@ def test_constructor_contract(name, tmp_path):
 
     # Forward and backward.
     x = rand((2, size, size, 3))
-    weights = [v.value for layer in layers for v in layer.trainable_weights]
-    # Watch only the SE weights: no kernel gradients for the (large) base.
-    with tf.GradientTape(watch_accessed_variables=False) as tape:
-        tape.watch(weights)
-        y = model(x, training=False)
-        out_dim = y.shape[-1]
-        loss = tf.reduce_sum(y * tf.range(1.0, out_dim + 1.0) / out_dim)
-    grads = tape.gradient(loss, weights)
-    y = np.asarray(y)
+    weights = [v for layer in layers for v in layer.trainable_weights]
+    out_dim = model.output_shape[-1]
+
+    def loss(y):
+        return ops.sum(y * ops.arange(1, out_dim + 1, dtype="float32") / out_dim)
+
+    # Gradients of the SE weights only: none for the (large) base's kernels.
+    y, grads = gradients(model, x, weights, loss)
     include_top = extra.get("include_top", True)
     assert y.shape == ((2, CLASSES) if include_top else (2, out_dim))
     assert np.isfinite(y).all()
@@ -116,9 +122,9 @@ def test_constructor_contract(name, tmp_path):
     # (a 1-unit bottleneck can be dead under ReLU at a random init).
     index = {id(v): i for i, v in enumerate(weights)}
     for layer in layers:
-        g = grads[index[id(layer.expand_bias.value)]]
-        assert np.abs(np.asarray(g)).max() > 0, layer.name
-    nonzero = [np.abs(np.asarray(g)).max() > 0 for g in grads]
+        g = grads[index[id(layer.expand_bias)]]
+        assert np.abs(g).max() > 0, layer.name
+    nonzero = [np.abs(g).max() > 0 for g in grads]
     assert np.mean(nonzero) >= 0.75
 
     # .keras round trip, safe mode, no custom_objects.
@@ -127,7 +133,7 @@ def test_constructor_contract(name, tmp_path):
     loaded = keras.saving.load_model(path)
     assert loaded.name == model.name
     assert [layer.name for layer in se_layers(loaded)] == [layer.name for layer in layers]
-    np.testing.assert_allclose(np.asarray(loaded(x)), y, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ops.convert_to_numpy(loaded(x)), y, rtol=1e-5, atol=1e-6)
 
 
 # ----------------------------------------------------------------- exact totals
@@ -312,7 +318,7 @@ def test_stock_weights_file_loads_into_the_base_then_se_is_identity(stock_files,
     assert all(layer.init == "identity" for layer in se_layers(model))
     x = rand((2, 64, 64, 3))
     # Exactly the stock model's predictions: SE starts as the identity.
-    np.testing.assert_allclose(model(x), stock_files["mobilenet"](x), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(_np(model(x)), _np(stock_files["mobilenet"](x)), rtol=0, atol=1e-6)
     # Every stock weight is in place (in order; auto-generated names may differ).
     ours = [w for layer in model.layers if not isinstance(layer, SqueezeExcite)
             for w in layer.get_weights()]
@@ -327,7 +333,7 @@ def test_stock_weights_file_resnet50(stock_files):
     model = applications.SEResNet50(weights=path, input_shape=(64, 64, 3), classes=CLASSES)
     assert len(se_layers(model)) == 16
     x = rand((2, 64, 64, 3))
-    np.testing.assert_allclose(model(x), stock_files["resnet50"](x), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(_np(model(x)), _np(stock_files["resnet50"](x)), rtol=0, atol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -353,7 +359,7 @@ def test_se_weights_file_loads_whole(se_files, file):
     for a, b in zip(reference.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(a, b)
     x = rand((2, 64, 64, 3))
-    np.testing.assert_allclose(model(x), reference(x), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(_np(model(x)), _np(reference(x)), rtol=0, atol=1e-6)
 
 
 def test_se_weights_file_with_other_se_options_fails_loudly(se_files):

@@ -37,3 +37,19 @@ def test_multiworker_needs_a_valid_tf_config(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", "{not json")
     with pytest.raises(ValueError, match=r"needs TF_CONFIG to be JSON .*Received: TF_CONFIG="):
         D.make_strategy("multiworker")
+
+
+def test_each_backend_offers_its_strategies():
+    # What each backend gives (the JAX and PyTorch ones run in test_backends.py).
+    assert D.strategy_name(D.make_strategy("default", backend="jax")) == "NoDistribution"
+    assert D.strategy_name(D.make_strategy("default", backend="torch")) == "NoDistribution"
+    assert not D.is_distributed(D.make_strategy("default", backend="torch"))
+    assert D.make_strategy("default").num_replicas_in_sync == 1  # TensorFlow's default
+    with pytest.raises(ValueError, match=r"^`strategy='mirrored'` is not available on the torch "
+                       r"backend \(Keras has no distribution API for PyTorch\); it offers "
+                       r"'default'; .*Received: strategy='mirrored'$"):
+        D.make_strategy("mirrored", backend="torch")
+    with pytest.raises(ValueError, match=r"^`strategy='multiworker'` is not available on the jax "
+                       r"backend .*it offers 'default', 'mirrored'; .*"
+                       r"Received: strategy='multiworker'$"):
+        D.make_strategy("multiworker", backend="jax")

@@ -136,3 +136,19 @@ def test_export_argument_errors(model, tmp_path):
     two = keras.Model([a, b], keras.layers.Add()([a, b]))
     with pytest.raises(ValueError, match=r"single-input models .*Received: model with 2 inputs"):
         E.sample_inputs(two)
+
+
+def test_the_backend_format_matrix():
+    assert E.export_support("saved_model", "tensorflow") is None
+    assert E.export_support("saved_model", "jax") is None
+    assert E.export_support("tflite", "jax") is None
+    assert "torch_xla" in E.export_support("saved_model", "torch")
+    assert "litert-torch" in E.export_support("tflite", "torch")
+    assert set(E.BACKEND_FORMATS) == set(E.FORMATS)
+    with pytest.raises(ValueError, match=r"^A tflite cannot be exported from the torch backend: "
+                       r".*litert-torch.*\. Export the \.keras file on tensorflow or jax .*"
+                       r"Received: format='tflite', backend='torch'$"):
+        E.check_export_support("tflite", "torch")
+    E.check_export_support("saved_model")  # this suite's backend: no error
+    with pytest.raises(ValueError, match=r"`format` must be one of 'saved_model', 'tflite'"):
+        E.export_support("onnx_nope")

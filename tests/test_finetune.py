@@ -47,6 +47,7 @@ def test_finetune_learns_and_reports_before_and_after():
     assert result.after["accuracy"] >= 0.6
     metrics = result.metrics()
     assert metrics["epochs"] == 4 and not metrics["resumed"]
+    assert metrics["backend"] == "tensorflow" and metrics["strategy"] == "DefaultDistributionStrategy"
     json.dumps(metrics)
 
 

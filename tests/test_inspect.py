@@ -1,11 +1,14 @@
-"""keras_se.inspect: the SE gates of a model, their per-class profile, and the plots."""
+"""keras_se.inspect: the SE gates of a model, their per-class profile, and the plots.
+
+Core: every test here runs on each Keras backend, with NumPy batches (the command
+line's `keras-se inspect`, which reads tf.data, is tested in test_cli_inspect.py).
+"""
 
 import os
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from keras import layers
 
 from keras_se import SqueezeExcite, add_se_blocks
@@ -17,6 +20,9 @@ from keras_se.inspect import (
     plot_class_specificity,
     plot_excitation,
 )
+from keras_se.sites import se_layers
+
+pytestmark = pytest.mark.core
 
 
 def conv_relu(x, filters, name, stride=1):
@@ -50,23 +56,34 @@ def nested_cnn():
     return keras.Model(inputs, layers.Dense(3, name="logits")(x), name="nested")
 
 
+def _np(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def assert_close(actual, desired, **kwargs):
+    """`np.testing.assert_allclose` on backend tensors (any Keras backend)."""
+    np.testing.assert_allclose(_np(actual), _np(desired), **kwargs)
+
+
 def rand(shape, seed=0):
     return np.random.default_rng(seed).uniform(size=shape).astype("float32")
 
 
-def dataset(images, labels, batch=8):
-    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch)
+def dataset(images, labels=None, batch=8):
+    """NumPy batches: `(images, labels)` tuples, or images only without labels."""
+    starts = range(0, len(images), batch)
+    if labels is None:
+        return [images[i : i + batch] for i in starts]
+    return [(images[i : i + batch], labels[i : i + batch]) for i in starts]
 
 
 def randomise_se(model, seed=0):
     """Non-zero expansion weights, so that the gates vary with the input."""
     rng = np.random.default_rng(seed)
-    for layer in model._flatten_layers():
-        if isinstance(layer, SqueezeExcite):
-            layer.set_weights(
-                [rng.normal(scale=0.5, size=w.shape).astype("float32")
-                 for w in layer.get_weights()]
-            )
+    for layer in se_layers(model, deep=True):
+        layer.set_weights(
+            [rng.normal(scale=0.5, size=w.shape).astype("float32") for w in layer.get_weights()]
+        )
 
 
 # ------------------------------------------------------------------ excitation_model
@@ -81,33 +98,37 @@ def test_excitation_model_matches_layer_excitation_by_hand():
         se_input = keras.Model(model.input, se.input)(x)
         expected = se.excitation(se_input)
         assert tuple(gates[name].shape) == (6, channels)
-        np.testing.assert_allclose(gates[name], expected, rtol=1e-6, atol=1e-6)
+        assert_close(gates[name], expected, rtol=1e-6, atol=1e-6)
         # Sigmoid gates in (0, 1) that vary with the image.
-        assert 0.0 < float(np.min(gates[name])) and float(np.max(gates[name])) < 1.0
-        assert float(np.std(gates[name], axis=0).max()) > 1e-4
+        assert 0.0 < _np(gates[name]).min() and _np(gates[name]).max() < 1.0
+        assert float(_np(gates[name]).std(axis=0).max()) > 1e-4
 
 
 def test_excitation_model_reaches_nested_models():
     model = add_se_blocks(nested_cnn(), init="standard", ratio=4)
     randomise_se(model)
     x = rand((5, 16, 16, 3), seed=1)
-    gates = excitation_model(model).predict(x, verbose=0)
-    assert list(gates) == ["stem_relu_se", "inner_relu_se", "tail_relu_se"]
+    emodel = excitation_model(model)
+    gates = emodel.predict(x, verbose=0)
+    # The model's outputs are in graph order; `predict` on PyTorch returns the dict
+    # with its keys sorted (Keras's torch trainer), so only the names are compared.
+    assert list(emodel.output) == ["stem_relu_se", "inner_relu_se", "tail_relu_se"]
+    assert sorted(gates) == sorted(emodel.output)
 
     stem_se = model.get_layer("stem_relu_se")
     stem_in = keras.Model(model.input, model.get_layer("stem_relu").output)(x)
-    np.testing.assert_allclose(gates["stem_relu_se"], stem_se.excitation(stem_in), atol=1e-6)
+    assert_close(gates["stem_relu_se"], stem_se.excitation(stem_in), atol=1e-6)
 
     backbone, tail = model.get_layer("backbone"), model.get_layer("tail")
     backbone_in = keras.Model(model.input, stem_se.output)(x)
     inner_se = backbone.get_layer("inner_relu_se")
     inner_in = keras.Model(backbone.input, backbone.get_layer("inner_relu").output)(backbone_in)
-    np.testing.assert_allclose(gates["inner_relu_se"], inner_se.excitation(inner_in), atol=1e-6)
+    assert_close(gates["inner_relu_se"], inner_se.excitation(inner_in), atol=1e-6)
 
     tail_in = backbone(backbone_in)
     tail_se = tail.get_layer("tail_relu_se")
     tail_relu = tail.get_layer("tail_relu")(tail.get_layer("tail_conv")(tail_in))
-    np.testing.assert_allclose(gates["tail_relu_se"], tail_se.excitation(tail_relu), atol=1e-6)
+    assert_close(gates["tail_relu_se"], tail_se.excitation(tail_relu), atol=1e-6)
     assert float(np.ptp(gates["tail_relu_se"])) > 1e-3  # a real, input-dependent gate
 
 
@@ -115,11 +136,11 @@ def test_excitation_model_shares_weights_with_the_model():
     model = add_se_blocks(small_cnn(), ratio=4)  # identity init
     emodel = excitation_model(model)
     x = rand((2, 16, 16, 3))
-    np.testing.assert_array_equal(emodel(x)["b2_relu_se"], np.ones((2, 16), "float32"))
+    assert_close(emodel(x)["b2_relu_se"], np.ones((2, 16), "float32"), rtol=0, atol=0)
     randomise_se(model)  # train the model (here: set its weights); the probes follow
     se = model.get_layer("b2_relu_se")
     expected = se.excitation(keras.Model(model.input, se.input)(x))
-    np.testing.assert_allclose(emodel(x)["b2_relu_se"], expected, atol=1e-6)
+    assert_close(emodel(x)["b2_relu_se"], expected, atol=1e-6)
     assert emodel.count_params() < model.count_params()  # no head, no new weights
 
 
@@ -143,20 +164,19 @@ def test_keys_for_duplicate_names_and_shared_layers():
     left_in = model.get_layer("left").get_layer("conv")(x)
     right_in = model.get_layer("right").get_layer("conv")(x)
     left_se = model.get_layer("left").get_layer("se")
-    np.testing.assert_allclose(gates["left/se"], left_se.excitation(left_in), atol=1e-6)
-    np.testing.assert_allclose(gates["shared_se"], shared.excitation(left_se(left_in)), atol=1e-6)
+    assert_close(gates["left/se"], left_se.excitation(left_in), atol=1e-6)
+    assert_close(gates["shared_se"], shared.excitation(left_se(left_in)), atol=1e-6)
     right_se = model.get_layer("right").get_layer("se")
-    np.testing.assert_allclose(gates["shared_se#1"], shared.excitation(right_se(right_in)),
-                               atol=1e-6)
+    assert_close(gates["shared_se#1"], shared.excitation(right_se(right_in)), atol=1e-6)
 
 
 def test_excitation_model_under_mixed_precision_is_float32():
     keras.config.set_dtype_policy("mixed_float16")
     model = add_se_blocks(small_cnn(), init="standard", ratio=4)
     gates = excitation_model(model)(rand((2, 16, 16, 3)))
-    assert all(v.dtype == "float32" for v in gates.values())
+    assert all(keras.backend.standardize_dtype(v.dtype) == "float32" for v in gates.values())
     se = model.get_layer("b1_relu_se")
-    np.testing.assert_allclose(
+    assert_close(
         gates["b1_relu_se"],
         se.excitation(keras.Model(model.input, se.input)(rand((2, 16, 16, 3)))),
         atol=1e-6,
@@ -191,13 +211,13 @@ def test_errors():
         Excitation(layers.Dense(3))
 
     model = add_se_blocks(small_cnn(), ratio=4)
-    images = tf.data.Dataset.from_tensor_slices(rand((4, 16, 16, 3))).batch(2)
+    images = dataset(rand((4, 16, 16, 3)), batch=2)
     with pytest.raises(ValueError, match=r"`by_class=True` needs a dataset of \(images, labels\)"):
         excitation_profile(model, images)
     with pytest.raises(ValueError, match=r"`steps` must be a positive integer or None. Received: steps=0"):
         excitation_profile(model, images, steps=0)
     with pytest.raises(ValueError, match=r"`dataset` gave no examples"):
-        excitation_profile(model, images.take(0), by_class=False)
+        excitation_profile(model, [], by_class=False)
     with pytest.raises(ValueError, match=r"Labels must be integer class ids or one-hot.*0.5"):
         excitation_profile(model, dataset(rand((2, 16, 16, 3)), np.array([0.5, 1.0])))
     with pytest.raises(ValueError, match=r"Each batch needs one label per image. Received: 2 images and 3 labels"):
@@ -276,7 +296,7 @@ def test_profile_statistics_match_numpy():
         expected = np.std([g[labels == c].mean(0) for c in present], axis=0).mean()
         assert profile.class_specificity()[block] == pytest.approx(expected, abs=1e-6)
     # by_class=False: images only, and `steps`.
-    overall = excitation_profile(model, tf.data.Dataset.from_tensor_slices(images).batch(5),
+    overall = excitation_profile(model, dataset(images, batch=5),
                                  by_class=False, steps=2)
     assert overall.count == 10 and not overall.by_class
     np.testing.assert_allclose(overall.mean["b3_relu_se"],
@@ -305,7 +325,7 @@ def coloured_textures(n, seed):
 def test_trained_gates_differ_between_classes():
     keras.utils.set_random_seed(1)
     model = add_se_blocks(small_cnn(), ratio=4)  # identity init: every gate is 1
-    train = dataset(*coloured_textures(240, seed=0), batch=16)
+    train_x, train_y = coloured_textures(240, seed=0)
     val = dataset(*coloured_textures(90, seed=1), batch=30)
     before = excitation_profile(model, val)
     assert max(before.class_specificity().values()) == 0.0
@@ -313,7 +333,7 @@ def test_trained_gates_differ_between_classes():
     model.compile(optimizer=keras.optimizers.Adam(1e-2),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
-    history = model.fit(train, epochs=4, verbose=0, shuffle=False)
+    history = model.fit(train_x, train_y, batch_size=16, epochs=4, verbose=0, shuffle=False)
     assert history.history["accuracy"][-1] > 0.9  # the classes are easy to tell apart
 
     after = excitation_profile(model, val)
@@ -388,141 +408,3 @@ def test_plots_from_a_model_profile(tmp_path):
     assert curves.shape == (330, 3 * 420, 4)  # 3 blocks in one row
     bars = png_pixels(plot_class_specificity(profile, tmp_path / "s.png", labels=["1", "2", "3"]))
     assert bars.shape[0] == 420 and np.ptp(bars[..., :3]) > 0.5
-
-
-# ------------------------------------------------------------------ keras-se inspect
-def test_cli_inspect_writes_the_profile_and_plots(tmp_path, empty_tfds_dir, capsys):
-    import json
-
-    from keras_se import cli
-    from keras_se.data import load_data
-
-    inputs = keras.Input((32, 32, 3))
-    x = conv_relu(inputs, 8, "b1")
-    x = conv_relu(x, 16, "b2", stride=2)
-    outputs = layers.Dense(6, activation="softmax")(layers.GlobalAveragePooling2D()(x))
-    model = add_se_blocks(keras.Model(inputs, outputs), ratio=4, init="standard")
-    randomise_se(model)
-    path = str(tmp_path / "model.keras")
-    model.save(path)
-
-    out = tmp_path / "inspect"
-    code = cli.run(["inspect", path, "--data", "builtin", "--data-dir", empty_tfds_dir,
-                    "--out", str(out), "--steps", "3", "--batch-size", "16", "--preprocess", "tf"])
-    assert code == 0
-    printed = capsys.readouterr().out
-    assert "2 SE blocks, 48 images" in printed and "b2_relu_se" in printed
-
-    written = json.loads((out / "profile.json").read_text())
-    assert written["count"] == 48 and [b["name"] for b in written["blocks"]] == [
-        "b1_relu_se", "b2_relu_se"]
-    # The same numbers as the library on the same (unshuffled) validation batches.
-    data = load_data("builtin", image_size=32, batch_size=16, data_dir=empty_tfds_dir,
-                     preprocess=keras.applications.mobilenet_v2.preprocess_input)  # "tf" mode
-    expected = excitation_profile(model, data.validation, steps=3,
-                                  class_names=data.class_names)
-    assert written["class_names"] == expected.class_names
-    for block in written["blocks"]:
-        name = block["name"]
-        np.testing.assert_allclose(block["mean_per_channel"], expected.mean[name], atol=1e-6)
-        np.testing.assert_allclose(block["class_mean_per_channel"], expected.class_mean[name],
-                                   atol=1e-6)
-        assert block["class_specificity"] == pytest.approx(
-            expected.class_specificity()[name], abs=1e-6)
-        assert block["class_specificity"] > 1e-3  # random SE weights: real, class-dependent gates
-    for png in ("excitation_per_class.png", "class_specificity.png"):
-        pixels = png_pixels(out / png)
-        assert pixels.shape[0] > 300 and np.ptp(pixels[..., :3]) > 0.5
-
-    # A finished result is kept unless --overwrite.
-    assert cli.run(["inspect", path, "--data-dir", empty_tfds_dir, "--out", str(out)]) == 2
-    assert "--overwrite" in capsys.readouterr().err
-
-
-def test_cli_inspect_errors_are_one_line(tmp_path, empty_tfds_dir, capsys):
-    from keras_se import cli
-
-    assert cli.run(["inspect", "resnet50", "--out", str(tmp_path / "a")]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1
-    assert "`model` must be a trained .keras file" in err and "Received: model='resnet50'" in err
-
-    # A model without SE is refused before any data is read: with an empty
-    # TFDS directory nothing gets built (and no progress bar reaches stderr).
-    plain = str(tmp_path / "plain.keras")
-    small_cnn().save(plain)
-    empty_tfds = tmp_path / "empty_tfds"
-    empty_tfds.mkdir()
-    assert cli.run(["inspect", plain, "--data-dir", str(empty_tfds), "--out", str(tmp_path / "b")]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "has no keras_se.SqueezeExcite layer" in err
-    assert not (tmp_path / "b").exists()
-    assert list(empty_tfds.iterdir()) == []
-
-
-_CUSTOM_LAYER_MODULE = '''
-import keras
-from keras_se import SqueezeExcite
-
-
-@keras.saving.register_keras_serializable(package="inspect_test")
-class Wrapped(keras.layers.Layer):
-    """A custom layer that calls an SE layer inside its own call()."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.se = SqueezeExcite(ratio=4, name="hidden_se")
-
-    def build(self, input_shape):
-        self.se.build(input_shape)
-
-    def call(self, x):
-        return self.se(x)
-'''
-
-
-def test_cli_inspect_warns_about_se_layers_it_cannot_read(tmp_path, builtin_tfds_dir):
-    # The command line hides other packages' warnings, not keras_se's own: the warning
-    # that an SE layer inside a custom layer is left out reaches the user's stderr.
-    import subprocess
-    import sys
-
-    (tmp_path / "inspect_test_layers.py").write_text(_CUSTOM_LAYER_MODULE)
-    script = (
-        "import sys, inspect_test_layers, keras\n"
-        "from keras import layers\n"
-        "from keras_se import add_se_blocks\n"
-        "from keras_se.cli import main\n"
-        "inputs = keras.Input((32, 32, 3))\n"
-        "x = layers.Conv2D(8, 3, activation='relu', name='c1')(inputs)\n"
-        "x = inspect_test_layers.Wrapped(name='wrapped')(x)\n"
-        "x = layers.Dense(6, activation='softmax')(layers.GlobalAveragePooling2D()(x))\n"
-        "add_se_blocks(keras.Model(inputs, x), ratio=4).save('m.keras')\n"
-        f"sys.exit(main(['inspect', 'm.keras', '--data-dir', {builtin_tfds_dir!r},"
-        " '--out', 'out', '--steps', '1', '--batch-size', '8']))\n"
-    )
-    env = dict(os.environ, PYTHONPATH=str(tmp_path), TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "1 SE blocks" in proc.stdout and "c1_se" in proc.stdout
-    warned = [ln for ln in proc.stderr.splitlines() if "are not called in a Functional" in ln]
-    assert len(warned) == 1 and "['hidden_se']" in warned[0], proc.stderr
-
-
-def test_quiet_logs_hide_other_packages_warnings_only():
-    import warnings
-
-    from keras_se.cli import _stderr
-
-    shown = []
-    with warnings.catch_warnings():
-        warnings.resetwarnings()
-        warnings.simplefilter("always")
-        _stderr.quiet_python_logs(verbose=False)
-        warnings.showwarning = lambda message, *a, **k: shown.append(str(message))
-        warnings.warn_explicit("ours", UserWarning, "inspect.py", 1, module="keras_se.inspect")
-        warnings.warn_explicit("theirs", UserWarning, "x.py", 1, module="tensorflow.python.x")
-        warnings.warn_explicit("hub", UserWarning, "y.py", 1, module="keras_hub.src.models")
-        warnings.warn_explicit("user code", UserWarning, "z.py", 1, module="__main__")
-    assert shown == ["ours", "user code"]

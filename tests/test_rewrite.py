@@ -44,6 +44,15 @@ def se_layers(model):
     return [l for l in model._flatten_layers() if isinstance(l, SqueezeExcite)]
 
 
+def _np(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def assert_close(actual, desired, **kwargs):
+    """`np.testing.assert_allclose` on backend tensors (any Keras backend)."""
+    np.testing.assert_allclose(_np(actual), _np(desired), **kwargs)
+
+
 def rand(shape, seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype("float32")
 
@@ -56,7 +65,7 @@ def test_new_model_identity_and_weights_copied():
     new, report = add_se_blocks(model, return_report=True)
     assert [s.anchor for s in report.sites] == ["b1_relu", "b2_relu"]
     assert [l.name for l in se_layers(new)] == ["b1_relu_se", "b2_relu_se"]
-    np.testing.assert_allclose(new(x), model(x), atol=1e-5)
+    assert_close(new(x), model(x), atol=1e-5)
     # Every original weight copied exactly, the original untouched.
     for layer in model.layers:
         for a, b in zip(layer.get_weights(), new.get_layer(layer.name).get_weights()):
@@ -77,7 +86,7 @@ def test_no_shared_variables_and_training_does_not_touch_original():
     new.fit(rand((8, 16, 16, 3)), rand((8, 4)), epochs=1, verbose=0)
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
-    moved = [l for l in se_layers(new) if np.abs(l.expand_kernel.numpy()).max() > 0]
+    moved = [l for l in se_layers(new) if np.abs(_np(l.expand_kernel)).max() > 0]
     assert len(moved) == 2
 
 
@@ -107,7 +116,7 @@ def test_mixed_precision_model_keeps_policies():
     assert se.dtype_policy.name == "mixed_float16"
     assert se.variable_dtype == "float32"
     x = rand((2, 16, 16, 3))
-    np.testing.assert_allclose(new(x), model(x), atol=1e-2)
+    assert_close(new(x), model(x), atol=1e-2)
 
 
 def test_output_names_kept_when_se_ends_an_output():
@@ -162,7 +171,7 @@ def test_ratio_callable_and_se_options():
     assert se1.reduce_kernel.shape == (16, 4) and se2.reduce_kernel.shape == (32, 4)
     assert [s.params for s in report.sites] == [se1.count_params(), se2.count_params()]
     x = rand((2, 16, 16, 3))
-    np.testing.assert_allclose(new(x), model(x), atol=1e-5)
+    assert_close(new(x), model(x), atol=1e-5)
 
 
 @pytest.mark.parametrize("options", [
@@ -184,7 +193,7 @@ def test_init_standard_changes_outputs():
     model = small_cnn()
     new = add_se_blocks(model, init="standard")
     x = rand((2, 16, 16, 3))
-    assert np.abs(np.asarray(new(x)) - np.asarray(model(x))).max() > 1e-3
+    assert np.abs(_np(new(x)) - _np(model(x))).max() > 1e-3
     assert all(l.init == "standard" for l in se_layers(new))
 
 
@@ -369,7 +378,7 @@ def test_residual_placements_on_a_small_resnet():
         if placement == "residual_identity":
             add_inputs = new.get_layer("add")._inbound_nodes[0].input_tensors
             assert [t._keras_history[0].name for t in add_inputs] == ["add_se", "r2_bn"]
-        np.testing.assert_allclose(
+        assert_close(
             add_se_blocks(model, placement)(x), model(x), atol=1e-5
         )
 
@@ -395,7 +404,7 @@ def test_sequential_model():
     assert isinstance(new, keras.Sequential)
     assert [l.name for l in new.layers][:4] == ["c1", "bn1", "r1", "r1_se"]
     x = rand((2, 16, 16, 3))
-    np.testing.assert_allclose(new(x), model(x), atol=1e-5)
+    assert_close(new(x), model(x), atol=1e-5)
 
 
 def test_backbone_nested_in_functional_and_sequential_with_new_head():
@@ -411,7 +420,7 @@ def test_backbone_nested_in_functional_and_sequential_with_new_head():
         assert [s.path for s in report.sites] == [("backbone",), ("backbone",)]
         inner = new.get_layer("backbone")
         assert [l.name for l in se_layers(inner)] == ["b1_relu_se", "b2_relu_se"]
-        np.testing.assert_allclose(new(x), model(x), atol=1e-5)
+        assert_close(new(x), model(x), atol=1e-5)
         assert not {id(v) for v in backbone.weights} & {id(v) for v in new.weights}
 
 
@@ -441,7 +450,7 @@ def test_deeply_nested_and_unique_names():
     assert len({s.full_name for s in report.sites}) == 4
     x = rand((2, 16, 16, 3))
     for a, b in zip(new(x), model(x)):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+        assert_close(a, b, atol=1e-5)
 
 
 def test_multi_input_multi_output_and_shared_layers():
@@ -463,7 +472,7 @@ def test_multi_input_multi_output_and_shared_layers():
     assert len(new.get_layer("shared_relu_se")._inbound_nodes) == 2
     xa, xb = rand((2, 8, 8, 3), 1), rand((2, 8, 8, 3), 2)
     for u, v in zip(new([xa, xb]), model([xa, xb])):
-        np.testing.assert_allclose(u, v, atol=1e-5)
+        assert_close(u, v, atol=1e-5)
 
 
 def test_keras_round_trip(tmp_path):
@@ -473,5 +482,5 @@ def test_keras_round_trip(tmp_path):
     new.save(path)
     loaded = keras.saving.load_model(path)
     x = rand((2, 16, 16, 8))
-    np.testing.assert_allclose(loaded(x), new(x), atol=0)
+    assert_close(loaded(x), new(x), atol=0)
     assert all(type(l).__name__ != "Lambda" for l in loaded._flatten_layers())

@@ -30,7 +30,7 @@ import sys
 from collections.abc import Callable
 
 from keras_se.cli import _stderr
-from keras_se.cli._args import UsageError
+from keras_se.cli._args import UsageError, add_backend_argument, check_backend
 
 PROG = "keras-se"
 _COMMAND_MODULES = ("sites", "retrofit", "finetune", "export", "inspect", "demo")
@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         cmd.arguments(p)
+        add_backend_argument(p)
         p.add_argument(
             "--traceback",
             action="store_true",
@@ -127,6 +128,7 @@ def run(argv: list[str] | None = None) -> int:
     cmd = COMMANDS[args.command]
     prefix = f"{PROG} {cmd.name}: error:"
     try:
+        check_backend(args.backend)
         return int(cmd.main(args) or 0)
     except KeyboardInterrupt as e:
         print(f"{PROG} {cmd.name}: interrupted{_notes(e)}", file=sys.stderr)

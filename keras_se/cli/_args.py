@@ -28,6 +28,59 @@ def usage_errors() -> Iterator[None]:
         raise UsageError(" ".join(str(e).split())) from e
 
 
+# -------------------------------------------------------------------------- backend
+#: The Keras backends `--backend` accepts.
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def backend_from_argv(argv: list[str]) -> str | None:
+    """The value of `--backend NAME` / `--backend=NAME` in `argv`, if it is a backend.
+
+    `keras_se/__init__.py` calls it when the process is the command line, to set
+    `KERAS_BACKEND` before Keras is imported; argparse checks the value later.
+    """
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        value = None
+        if arg == "--backend" and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--backend="):
+            value = arg.split("=", 1)[1]
+        if value in BACKENDS:
+            return value
+    return None
+
+
+def add_backend_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help="the Keras backend to run on (sets KERAS_BACKEND before Keras loads). "
+        "Default: $KERAS_BACKEND, else Keras's configured backend (tensorflow)",
+    )
+
+
+def check_backend(requested: str | None) -> str:
+    """The backend Keras runs on; a `UsageError` if it is not `requested`.
+
+    The flag works only where it is read before Keras loads (the `keras-se`
+    process); a caller that imported Keras first (`keras_se.cli.run` in a Python
+    session) gets the backend Keras already has, or this error.
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if requested is not None and requested != backend:
+        raise UsageError(
+            f"`--backend {requested}` must be chosen before Keras loads, and Keras already "
+            f"runs on {backend} in this process: start a new `keras-se` process, or set "
+            f"KERAS_BACKEND={requested}. Received: backend={requested!r}"
+        )
+    return backend
+
+
 # ---------------------------------------------------------------------------- types
 def positive_int(text: str) -> int:
     try:

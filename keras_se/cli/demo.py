@@ -46,7 +46,8 @@ def finetune_argv(args) -> list[str]:
     ]
     for flag, value in (("--lr", args.lr), ("--data-dir", args.data_dir),
                         ("--steps-per-epoch", args.steps_per_epoch),
-                        ("--validation-steps", args.validation_steps)):
+                        ("--validation-steps", args.validation_steps),
+                        ("--backend", args.backend)):
         if value is not None:
             argv += [flag, value]
     argv += [flag for flag, on in (("--overwrite", args.overwrite), ("--fresh", args.fresh),
@@ -93,10 +94,13 @@ def main(args) -> int:
         f"{after.get('accuracy', float('nan')):.3f} after {len(result.history['epoch'])} epochs "
         f"({result.seconds:.0f}s of training)",
         f"SavedModel     reloaded in a fresh process with tf.saved_model.load: serve matches "
-        f"Keras (max abs diff {run.diffs['saved_model']:.2g})",
+        f"Keras (max abs diff {run.diffs['saved_model']:.2g})"
+        if "saved_model" in run.diffs
+        else f"SavedModel     not written on {run.result.backend}: .keras only",
         f"outputs        {relative(run.out)}/",
-        "                 model.keras  saved_model/  report.json  history.json  "
-        "metrics.json  curves.png",
+        "                 model.keras  "
+        + ("saved_model/  " if "saved_model" in run.diffs else "")
+        + "report.json  history.json  metrics.json  curves.png",
         f"total time     {time.time() - started:.0f}s",
         "=" * 72,
     ]

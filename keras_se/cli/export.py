@@ -62,6 +62,9 @@ def main(args) -> int:
     no partial file is left. The artifact takes what the model takes:
     preprocessed images (see keras_se.json's "preprocess" beside a run's
     model.keras).
+
+    Backends: every format from tensorflow and jax (--backend); from torch,
+    see `keras_se.export.BACKEND_FORMATS` (a format it cannot write exits with 2).
     """
     from keras_se import export
     from keras_se.models import build_model, resolve_model, resolve_weights
@@ -95,6 +98,8 @@ def main(args) -> int:
             f"`--format onnx` needs {missing}: pip install 'keras-se[onnx]'. "
             f"Received: format='onnx'"
         )
+    with usage_errors():
+        export.check_export_support(args.format)  # before any work: one line, exit 2
     out = OutputDir(args.out, overwrite=args.overwrite, is_file=suffix is not None).check()
     with usage_errors():
         model = build_model(spec, weights=weights, include_top=True)

@@ -233,6 +233,17 @@ def _model_builder(args, spec, num_classes, size, se_report, make_plan, chosen):
     return build
 
 
+def _data_only_tensorflow():
+    """On JAX or PyTorch, TensorFlow only feeds the data (tf.data): keep it off the GPUs,
+    which the backend uses, as Keras's guides do."""
+    import tensorflow as tf
+
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:  # TensorFlow had already started its devices
+        pass
+
+
 def _keep_or_abort(out, state_dir, error):
     """Keeps a partial run that holds a finished epoch (to resume); removes it otherwise."""
     backup = os.path.join(state_dir, "backup", "training_metadata.json")
@@ -246,11 +257,16 @@ def _keep_or_abort(out, state_dir, error):
 
 def execute(args, *, fit_verbose=None, fresh_process_check: bool = False) -> FinetuneRun:
     """Runs `keras-se finetune` for parsed `args`; returns what it did."""
+    import keras
+
     from keras_se.distribute import make_strategy
 
     # MultiWorkerMirroredStrategy must exist before TensorFlow does anything else.
-    strategy = make_strategy(args.strategy)
-    import keras
+    with usage_errors():
+        strategy = make_strategy(args.strategy)
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        _data_only_tensorflow()
 
     from keras_se import export
     from keras_se._files import write_json
@@ -346,7 +362,8 @@ def execute(args, *, fit_verbose=None, fresh_process_check: bool = False) -> Fin
         f"{'resuming' if out.resumed else 'starting'}: {name} on {data.description}: "
         f"{data.num_train} train / {data.num_validation} validation images, "
         f"{data.num_classes} classes, {size[0]}x{size[1]}, freeze={freeze}, "
-        f"strategy={args.strategy} ({strategy.num_replicas_in_sync} replica(s))",
+        f"strategy={args.strategy} ({strategy.num_replicas_in_sync} replica(s)), "
+        f"backend={backend}",
         flush=True,
     )
     state_dir = out.file("state")
@@ -434,11 +451,19 @@ def main(args) -> int:
         + (f" (resumed at epoch {result.initial_epoch + 1})" if result.initial_epoch else "")
     )
     if run.out is not None:
+        saved = "saved_model" in run.diffs
         print(
-            f"wrote {relative(run.out)}/{{model.keras, saved_model/, history.json, "
-            f"metrics.json, curves.png}}; reloaded both models "
+            f"wrote {relative(run.out)}/{{model.keras, {'saved_model/, ' if saved else ''}"
+            f"history.json, metrics.json, curves.png}}; reloaded "
+            f"{'both models' if saved else 'model.keras'} "
             f"(max abs diff {max(run.diffs.values()):.3g})"
         )
+        if not saved:
+            from keras_se.export import export_support
+
+            print(f"no saved_model/: {export_support('saved_model')}; `keras-se export "
+                  f"{relative(run.out)}/model.keras --format saved_model --backend tensorflow` "
+                  "makes one")
     if run.diagnosis is not None:
         kind = "failed" if run.diagnosis.failed else "warning"
         print(f"keras-se finetune: {kind}: {run.diagnosis.message}", file=sys.stderr)

@@ -56,6 +56,8 @@ def sidecar(spec, model, source, *, placement=None, select=None, class_names=Non
 def main(args) -> int:
     """Adds SE blocks to MODEL; writes DIR/model.keras, DIR/saved_model/ and DIR/report.json.
 
+    (No saved_model/ on --backend torch: see `keras-se export --help`.)
+
     Both artifacts are loaded back and compared with the in-memory model
     before success is reported. With --init identity (the default unless the
     weights are timm's) the report also gives the largest difference between
@@ -65,6 +67,7 @@ def main(args) -> int:
     preset, DIR/preset/ (reloaded and compared too). A model built with SE
     blocks (an SE zoo name, a timm checkpoint, an SE preset) is saved as built.
     """
+    import keras
     import numpy as np
 
     from keras_se import add_se_blocks, export, hub
@@ -104,7 +107,8 @@ def main(args) -> int:
         report = rep.to_dict()
         summary = site_table(rep.sites, max_rows=12) + "\n" + se_summary(report)
         identity_diff = float(np.max(np.abs(
-            np.asarray(model(inputs, training=False)) - np.asarray(base(inputs, training=False))
+            keras.ops.convert_to_numpy(model(inputs, training=False))
+            - keras.ops.convert_to_numpy(base(inputs, training=False))
         )))
     report.update({
         "source": args.model,
@@ -115,9 +119,9 @@ def main(args) -> int:
         "max_abs_diff_vs_original": identity_diff,
     })
     out.prepare()
-    written = ["model.keras", "saved_model/"]
     try:
         diffs = export.save_artifacts(model, out.path, inputs)
+        written = ["model.keras"] + (["saved_model/"] if "saved_model" in diffs else [])
         if hub.is_hub_model(model):  # keeps its keras-hub class: a preset too
             diffs["preset"] = hub.save_preset(model, out.file("preset"), inputs)
             written.append("preset/")
@@ -136,8 +140,12 @@ def main(args) -> int:
     print(summary)
     if identity_diff is not None:
         print(f"outputs vs the original model: max abs diff {identity_diff:.3g} (init={args.init})")
-    reloaded = (f"reloaded model.keras (max abs diff {diffs['keras']:.3g}), saved_model/ "
-                f"(serve signature, max abs diff {diffs['saved_model']:.3g})")
+    if "saved_model" in diffs:
+        reloaded = (f"reloaded model.keras (max abs diff {diffs['keras']:.3g}), saved_model/ "
+                    f"(serve signature, max abs diff {diffs['saved_model']:.3g})")
+    else:
+        reloaded = (f"reloaded model.keras (max abs diff {diffs['keras']:.3g}); no saved_model/: "
+                    f"{export.export_support('saved_model')}")
     if "preset" in diffs:
         reloaded += f", preset/ (keras-hub from_preset, max abs diff {diffs['preset']:.3g})"
     print(reloaded)
