@@ -46,10 +46,14 @@ __all__ = [
 ]
 
 FAILURES = ("nan_loss", "validation_constant", "validation_at_chance", "not_learning")
-WARNINGS = ("overfitting",)
+WARNINGS = ("overfitting", "too_short")
 # The command line's exit code for a run that finished, wrote its outputs, and failed
 # (1: an error, 2: bad input, 130: interrupted).
 EXIT_FAILED_RUN = 3
+# A run that trained on fewer images than this per class (all epochs together) is
+# too short to call failed: a smoke test, a few steps to check the plumbing. Its
+# near-chance accuracies say nothing yet; they are reported as a warning.
+MIN_IMAGES_PER_CLASS = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +109,7 @@ def diagnose_history(
     num_validation: int | None = None,
     class_counts: Sequence[int] | None = None,
     final: Mapping[str, float] | None = None,
+    train_images_seen: int | None = None,
 ) -> Diagnosis | None:
     """Returns None for a healthy run, or what went wrong with it.
 
@@ -121,6 +126,11 @@ def diagnose_history(
         final: the validation metrics of the model as it was saved, if they
             differ from the last epoch's (`{"accuracy": ..., "loss": ...}`
             after recalibrating BatchNorm, say). Defaults to `None`.
+        train_images_seen: int or None, training images the run went through
+            (all epochs). Below `MIN_IMAGES_PER_CLASS` per class the run is too
+            short to judge: what would be a failure (other than a non-finite
+            loss) is returned as the warning `too_short`. Defaults to `None`
+            (judged whatever its length).
 
     Returns:
         A `Diagnosis` or None.
@@ -164,6 +174,21 @@ def diagnose_history(
                 "--lr",
                 {"metric": name, "epoch": epoch},
             )
+    diagnosis = _judge(acc, val_acc, val_loss, num_classes, chance, tol, uniform_loss, final)
+    short = train_images_seen is not None and train_images_seen < MIN_IMAGES_PER_CLASS * num_classes
+    if diagnosis is not None and diagnosis.failed and short:
+        return Diagnosis(
+            "too_short",
+            f"{diagnosis.message.split(':')[0]}, but the run saw only {train_images_seen} "
+            f"training images (fewer than {MIN_IMAGES_PER_CLASS} per class), too few to judge "
+            "it; train longer (--epochs, --steps-per-epoch) before reading the accuracy",
+            "--epochs",
+            {"train_images_seen": train_images_seen, "would_be": diagnosis.to_dict()},
+        )
+    return diagnosis
+
+
+def _judge(acc, val_acc, val_loss, num_classes, chance, tol, uniform_loss, final):
     if not acc:
         return None
     train_last, train_best = acc[-1], max(acc)

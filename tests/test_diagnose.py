@@ -92,6 +92,21 @@ def test_not_learning():
     assert d.code == "not_learning" and d.flag == "--lr"
 
 
+def test_a_run_too_short_to_judge_is_a_warning():
+    h = _history([0.25, 0.26, 0.24, 0.27], [0.25, 0.25, 0.25, 0.25])
+    # 4 classes x 20 images = 80: 79 images seen is too few to call the run failed.
+    d = diagnose_history(h, 4, num_validation=240, train_images_seen=79)
+    assert d.code == "too_short" and not d.failed and exit_code(d) == 0
+    assert d.evidence["would_be"]["code"] == "not_learning"
+    assert "only 79 training images (fewer than 20 per class)" in d.message
+    assert diagnose_history(h, 4, num_validation=240, train_images_seen=80).code == "not_learning"
+    # A non-finite loss is a failure however short the run.
+    h["loss"][1] = float("inf")
+    assert diagnose_history(h, 4, train_images_seen=8).code == "nan_loss"
+    # A healthy short run is just healthy.
+    assert diagnose_history(_history([0.5, 0.7], [0.45, 0.6]), 4, train_images_seen=8) is None
+
+
 def test_overfitting_is_a_warning():
     h = _history([0.6, 0.9, 0.99, 1.0], [0.4, 0.5, 0.55, 0.5])
     d = diagnose_history(h, 4, num_validation=240)

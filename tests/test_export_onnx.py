@@ -433,26 +433,31 @@ def test_the_mean_squeeze_switch_traces_a_mean_and_restores(tmp_path):
     x = E.sample_inputs(model, batch_size=2)
 
     def traced_ops():
+        # A static batch above 1: where the layer pools (an unknown batch outside
+        # training, the trace of every export, is a Mean whatever the switch).
         fn = tf.function(lambda t: model(t, training=False)).get_concrete_function(
-            tf.TensorSpec((None, 12, 12, 3), tf.float32)
+            tf.TensorSpec((2, 12, 12, 3), tf.float32)
         )
         return {op.type for op in fn.graph.get_operations()}
 
     import keras_se.layers as L
 
     L.set_pooled_squeeze(True)  # the CPU fast path this switch turns off
-    default = traced_ops()
-    with mean_squeeze():
-        inside = traced_ops()
+    try:
+        default = traced_ops()
         with mean_squeeze():
-            pass
-        assert not L.pooled_squeeze_enabled()  # a nested block restores the outer state
-    assert L.pooled_squeeze_enabled()
-    assert "AvgPool" in default and "AvgPool" not in inside
-    assert "Mean" in inside
-    pooled = np.asarray(model(x))
-    with mean_squeeze():
-        np.testing.assert_allclose(np.asarray(model(x)), pooled, atol=1e-5)
+            inside = traced_ops()
+            with mean_squeeze():
+                pass
+            assert not L.pooled_squeeze_enabled()  # a nested block restores the outer state
+        assert L.pooled_squeeze_enabled()
+        assert "AvgPool" in default and "AvgPool" not in inside
+        assert "Mean" in inside
+        pooled = np.asarray(model(x))
+        with mean_squeeze():
+            np.testing.assert_allclose(np.asarray(model(x)), pooled, atol=1e-5)
+    finally:
+        L.set_pooled_squeeze(None)
 
 
 # ---------------------------------------------------------------- errors and files

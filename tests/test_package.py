@@ -24,7 +24,6 @@ CORE_MODULES = [
     "keras_se/batchnorm.py",
     "keras_se/defaults.py",
     "keras_se/diagnose.py",
-    "keras_se/hub.py",
     "keras_se/layers.py",
     "keras_se/sites.py",
     "keras_se/rewrite.py",

@@ -379,8 +379,10 @@ def execute(args, *, fit_verbose=None, fresh_process_check: bool = False) -> Fin
         _keep_or_abort(out, state_dir, e)
         raise
     plan = chosen["plan"]
+    per_epoch = args.steps_per_epoch * args.batch_size if args.steps_per_epoch else data.num_train
     diagnosis = diagnose_history(result.history, data.num_classes,
-                                 num_validation=data.num_validation, final=result.after)
+                                 num_validation=data.num_validation, final=result.after,
+                                 train_images_seen=len(result.history["epoch"]) * per_epoch)
     try:
         model = result.model
         inputs = next(iter(val.take(1)))[0].numpy()[:4]
