@@ -21,11 +21,12 @@
   (CPU) and checks the outputs against Keras's. A layer whose op the
   converter lacks raises `ExportError` naming it; no file is left behind.
 
-Backends (`BACKEND_FORMATS`, `export_support`): TensorFlow and JAX export both
-formats (JAX through Keras's own `model.export`, which converts the model with
-jax2tf; TensorFlow must be installed); PyTorch exports neither here (Keras needs
-torch_xla or litert-torch for them), and asking raises a one-line `ValueError`.
-The checks are the same on every backend.
+Backends (`BACKEND_FORMATS`, `export_support`): TensorFlow and JAX write every
+format (JAX's SavedModel and TFLite through Keras's own `model.export`, which
+converts the model with jax2tf, TensorFlow installed; its ONNX through jax2onnx,
+which keras-se does not install). PyTorch writes ONNX (`torch.onnx`) but neither
+SavedModel nor TFLite (Keras needs torch_xla or litert-torch for them): asking
+raises a one-line `ValueError`. The checks are the same on every backend.
 
 Tolerances (max absolute difference of the outputs on the check batch):
 
@@ -99,7 +100,9 @@ BACKEND_FORMATS = {
         "jax": None,
         "torch": "Keras converts PyTorch models to LiteRT only with litert-torch, which "
         "keras-se neither installs nor tests",
-    },
+    },    # ONNX: tf2onnx on TensorFlow, torch.onnx (TorchScript) on PyTorch, jax2onnx on
+    # JAX; a missing converter is named by `onnx_requirements` (one line, exit 2).
+    "onnx": {"tensorflow": None, "jax": None, "torch": None},
 }
 
 

@@ -306,6 +306,54 @@ def test_export_from_torch_says_why_not(tiny, tmp_path):
     assert entries(tmp_path) == []
 
 
+_FRESH_ORT_CHECK = """
+import json, sys
+import numpy as np, onnx, onnxruntime as ort
+x = np.load(sys.argv[1])
+proto = onnx.load(sys.argv[2])
+session = ort.InferenceSession(sys.argv[2], providers=["CPUExecutionProvider"])
+name = session.get_inputs()[0].name
+print(json.dumps({"out": session.run(None, {name: x})[0].tolist(), "input": name,
+                  "batch": proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param,
+                  "ops": sorted({n.op_type for n in proto.graph.node}),
+                  "torch": "torch" in sys.modules, "keras": "keras" in sys.modules}))
+"""
+
+
+def test_onnx_from_torch_checked_in_a_fresh_process(tiny, tmp_path):
+    # PyTorch's one export: torch.onnx (TorchScript), the batch dynamic, checked in
+    # ONNX Runtime by the command and again here, in a process without torch or Keras.
+    path = tmp_path / "m.onnx"
+    proc = ok(run_cli("export", tiny, "--format", "onnx", "--out", path, backend="torch"))
+    assert "tolerance 0.0001" in proc.stdout
+    x = np.random.default_rng(2).uniform(0, 255, (5, 32, 32, 3)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    model = keras.saving.load_model(tiny)
+    expected = keras.ops.convert_to_numpy(model(x))
+    result = child(_FRESH_ORT_CHECK, "torch", tmp_path / "x.npy", path)
+    assert not result["torch"] and not result["keras"]
+    assert result["batch"] == "batch" and result["input"] == model.inputs[0].name
+    assert "ReduceMean" in result["ops"] or "GlobalAveragePool" in result["ops"]
+    np.testing.assert_allclose(result["out"], expected, atol=1e-4)
+    assert entries(tmp_path) == ["m.onnx", "x.npy"]
+
+
+def test_onnx_from_jax_names_its_missing_converter(tiny, tmp_path):
+    # Keras's JAX path to ONNX is jax2onnx, which keras-se does not install (it brings
+    # flax, equinox, optax, orbax...): one line, exit code 2, nothing written.
+    import importlib.util
+
+    if importlib.util.find_spec("jax2onnx") is not None:
+        pytest.skip("jax2onnx is installed here: the refusal cannot be seen")
+    proc = run_cli("export", tiny, "--format", "onnx", "--out", tmp_path / "m.onnx", backend="jax")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = own_error_lines(proc)
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert re.search(r"^keras-se export: error: `--format onnx` needs jax2onnx: .*"
+                     r"Received: format='onnx'$", lines[0]), lines[0]
+    assert entries(tmp_path) == []
+
+
 def test_backend_flag_is_in_the_help_and_checked():
     for command in ("finetune", "export", "retrofit"):
         proc = ok(run_cli(command, "--help"))

@@ -66,6 +66,8 @@ def main(args) -> int:
     Backends: every format from tensorflow and jax (--backend); from torch,
     see `keras_se.export.BACKEND_FORMATS` (a format it cannot write exits with 2).
     """
+    import keras
+
     from keras_se import export
     from keras_se.models import build_model, resolve_model, resolve_weights
 
@@ -93,10 +95,15 @@ def main(args) -> int:
             f"`--out` of a {args.format} model must end with {suffix}. Received: out={args.out!r}"
         )
     if args.format == "onnx" and export.onnx_requirements():
-        missing = ", ".join(export.onnx_requirements())
+        missing = export.onnx_requirements()
+        # keras-se[onnx] brings onnx, onnxruntime and tf2onnx; jax2onnx (Keras's JAX
+        # converter) is heavy (flax, optax, orbax...) and left to the user.
+        hint = " ".join(p for p in (
+            "'keras-se[onnx]'" if set(missing) - {"jax2onnx"} else "",
+            "jax2onnx" if "jax2onnx" in missing else "") if p)
         raise UsageError(
-            f"`--format onnx` needs {missing}: pip install 'keras-se[onnx]'. "
-            f"Received: format='onnx'"
+            f"`--format onnx` needs {', '.join(missing)} on the {keras.backend.backend()} "
+            f"backend: pip install {hint}. Received: format='onnx'"
         )
     with usage_errors():
         export.check_export_support(args.format)  # before any work: one line, exit 2
