@@ -523,10 +523,12 @@ class SqueezeExcite(keras.layers.Layer):
         if (
             reduce == "avg"
             and not keepdims
+            # First: off TensorFlow the batch may be a symbolic dimension (JAX's
+            # export), which cannot be compared with 1.
+            and pooled_squeeze_enabled()
             and ((batch is None and training) or (batch is not None and batch > 1))
             and self.data_format == "channels_last"
             and None not in window
-            and pooled_squeeze_enabled()
         ):
             return _pooled_mean(x, window, self.channels)
         if reduce == "avg":

@@ -144,6 +144,7 @@ def test_the_backend_format_matrix():
     assert E.export_support("tflite", "jax") is None
     assert "torch_xla" in E.export_support("saved_model", "torch")
     assert "litert-torch" in E.export_support("tflite", "torch")
+    assert [E.export_support("onnx", b) for b in ("tensorflow", "jax", "torch")] == [None] * 3
     assert set(E.BACKEND_FORMATS) == set(E.FORMATS)
     with pytest.raises(ValueError, match=r"^A tflite cannot be exported from the torch backend: "
                        r".*litert-torch.*\. Export the \.keras file on tensorflow or jax .*"

@@ -65,7 +65,9 @@ def load_commands() -> dict[str, Command]:
     """Imports every sub-command module (each registers itself)."""
     for name in _COMMAND_MODULES:
         importlib.import_module(f"keras_se.cli.{name}")
-    return COMMANDS
+    # In `_COMMAND_MODULES`' order (the help's), whichever module was imported first.
+    order = {name: i for i, name in enumerate(_COMMAND_MODULES)}
+    return dict(sorted(COMMANDS.items(), key=lambda item: order.get(item[0], len(order))))
 
 
 class _Parser(argparse.ArgumentParser):
