@@ -72,7 +72,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["keras_se", "keras_se.cli", "keras_se.hub", "keras_se.applications"],
+    packages=["keras_se", "keras_se.cli", "keras_se.export", "keras_se.hub", "keras_se.applications"],
     package_dir={"keras_se": "keras_se", "keras_se.applications": "applications"},
     install_requires=CORE + EDGE,
     extras_require=EXTRAS,

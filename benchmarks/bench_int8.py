@@ -267,7 +267,7 @@ def main(argv=None):
         with open(int8_path, "rb") as f:
             int8 = f.read()
         degenerate = E.degenerate_int8_tensors(int8)
-        xnnpack = E._xnnpack_loads(int8)
+        xnnpack = E.tflite._xnnpack_loads(int8)
         if xnnpack:
             check = E.sample_inputs(model)
             diff_int8 = float(np.max(np.abs(E.run_tflite(int8, check) - model(check).numpy())))

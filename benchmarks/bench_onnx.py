@@ -90,7 +90,7 @@ def tf_fn(model, x):
 
 
 def ort_fn(path, x, threads):
-    session = export._onnx_session(path, threads)
+    session = export.onnx._onnx_session(path, threads)
     feed = {session.get_inputs()[0].name: x}
     return lambda: session.run(None, feed)
 
