@@ -55,6 +55,12 @@ SMALL = {
     "SEConvNeXtXLarge": (64, {"include_top": False, "pooling": "avg"}, True),
 }
 CLASSES = 5
+# Deeper or wider versions of a family's first model (the same blocks, the same
+# code): the contract without the gradient check, which their family's first model
+# runs. Every model is still built, checked for its SE blocks, run and reloaded.
+SIBLINGS = {"SEResNet101", "SEResNet152", "SEResNet101V2", "SEResNet152V2", "SEVGG19",
+            "SEDenseNet169", "SEDenseNet201", "SENASNetLarge", "SEConvNeXtSmall",
+            "SEConvNeXtBase", "SEConvNeXtLarge", "SEConvNeXtXLarge"}
 # MobileNet and MobileNetV2 name themselves after alpha and the input size.
 COMPUTED_NAMES = {"SEMobileNet": "se_mobilenet_0.25_64", "SEMobileNetV2": "se_mobilenetv2_0.35_64"}
 
@@ -89,6 +95,11 @@ def table_params():
 def test_constructor_contract(name, tmp_path):
     info = applications.model_info(name)
     size, extra, _ = SMALL[name]
+    if name == "SENASNetMobile" and keras.backend.backend() == "torch":
+        # Keras's own NASNetMobile refuses PyTorch (keras/src/applications/nasnet.py).
+        with pytest.raises(ValueError, match="NASNetMobile is not available with the torch backend"):
+            info.constructor(weights=None, input_shape=(size, size, 3), classes=CLASSES)
+        return
     model = info.constructor(weights=None, input_shape=(size, size, 3), classes=CLASSES,
                              init="standard", **extra)
     layers = se_layers(model)
@@ -110,22 +121,26 @@ def test_constructor_contract(name, tmp_path):
     def loss(y):
         return ops.sum(y * ops.arange(1, out_dim + 1, dtype="float32") / out_dim)
 
-    # Gradients of the SE weights only: none for the (large) base's kernels.
-    y, grads = gradients(model, x, weights, loss)
     include_top = extra.get("include_top", True)
+    if name in SIBLINGS:
+        # The same blocks as its family's first model, deeper or wider: forward only.
+        y = ops.convert_to_numpy(model(x))
+    else:
+        # Gradients of the SE weights only: none for the (large) base's kernels.
+        y, grads = gradients(model, x, weights, loss)
+        assert all(g is not None for g in grads)
+        # Every SE block gets a gradient (its output bias), and most SE weights do
+        # (a 1-unit bottleneck can be dead under ReLU at a random init).
+        index = {id(v): i for i, v in enumerate(weights)}
+        for layer in layers:
+            g = grads[index[id(layer.expand_bias)]]
+            assert np.abs(g).max() > 0, layer.name
+        nonzero = [np.abs(g).max() > 0 for g in grads]
+        assert np.mean(nonzero) >= 0.75
     assert y.shape == ((2, CLASSES) if include_top else (2, out_dim))
     assert np.isfinite(y).all()
     if include_top:
         np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-5)
-    assert all(g is not None for g in grads)
-    # Every SE block gets a gradient (its output bias), and most SE weights do
-    # (a 1-unit bottleneck can be dead under ReLU at a random init).
-    index = {id(v): i for i, v in enumerate(weights)}
-    for layer in layers:
-        g = grads[index[id(layer.expand_bias)]]
-        assert np.abs(g).max() > 0, layer.name
-    nonzero = [np.abs(g).max() > 0 for g in grads]
-    assert np.mean(nonzero) >= 0.75
 
     # .keras round trip, safe mode, no custom_objects.
     path = tmp_path / f"{name}.keras"
@@ -133,7 +148,9 @@ def test_constructor_contract(name, tmp_path):
     loaded = keras.saving.load_model(path)
     assert loaded.name == model.name
     assert [layer.name for layer in se_layers(loaded)] == [layer.name for layer in layers]
-    np.testing.assert_allclose(ops.convert_to_numpy(loaded(x)), y, rtol=1e-5, atol=1e-6)
+    # atol 1e-5: `y` may come from a compiled program (JAX's gradients), `loaded(x)`
+    # from op-by-op execution; softmax outputs differ by float32 rounding (1e-6).
+    np.testing.assert_allclose(ops.convert_to_numpy(loaded(x)), y, rtol=1e-5, atol=1e-5)
 
 
 # ----------------------------------------------------------------- exact totals

@@ -218,8 +218,7 @@ def _params(names=tuple(MODELS)):
 
 
 # ---------------------------------------------------------------- parity
-@pytest.mark.parametrize("exported", _params(), indirect=True)
-def test_onnx_runtime_matches_keras(exported):
+def _check_parity(exported):
     model = exported.model
     # export_onnx's own check (4 images) ...
     assert exported.diff <= E.ONNX_ATOL
@@ -245,8 +244,7 @@ def test_onnx_runtime_matches_keras(exported):
     assert np.mean(np.asarray(spread) > 0.005) >= 0.5, spread
 
 
-@pytest.mark.parametrize("exported", _params(), indirect=True)
-def test_file_keeps_input_name_and_a_dynamic_batch(exported):
+def _check_input_name_and_dynamic_batch(exported):
     io = E.onnx_io(exported.path)
     ((input_name, shape),) = io["inputs"]
     assert input_name == exported.model.inputs[0].name
@@ -256,10 +254,7 @@ def test_file_keeps_input_name_and_a_dynamic_batch(exported):
     assert io["opset"] == 15  # tf2onnx 1.17's default
 
 
-@pytest.mark.parametrize(
-    "exported", _params(["resnet50_placements", "mobilenet_v2_placements"]), indirect=True
-)
-def test_every_placement_is_in_the_exported_graph(exported):
+def _check_every_placement_is_in_the_graph(exported):
     expected = {"resnet50_placements": RESNET50_SITES, "mobilenet_v2_placements": MOBILENET_V2_SITES}[
         exported.name
     ]
@@ -346,8 +341,7 @@ def _se_chain(exported, se_name):
     return _walk_to_squeeze(exported, gate)
 
 
-@pytest.mark.parametrize("exported", _params(["se_resnet50"]), indirect=True)
-def test_se_block_op_types_in_se_resnet50(exported):
+def _check_se_block_op_types_in_se_resnet50(exported):
     se_resnet50 = exported
     # The first SE block: 256 channels on a 16x16 map, after a 1x1 convolution
     # and its BatchNorm (folded into the Conv by tf2onnx).
@@ -362,8 +356,7 @@ def test_se_block_op_types_in_se_resnet50(exported):
     assert ops.count("Sigmoid") == 16
 
 
-@pytest.mark.parametrize("exported", _params(["demo"]), indirect=True)
-def test_se_block_op_types_in_the_demo_model(exported):
+def _check_se_block_op_types_in_the_demo_model(exported):
     demo = exported
     assert _se_chain(demo, "block_5_depthwise_relu_se") == [
         "Sigmoid", "MatMul", "Relu", "MatMul", "GlobalAveragePool",
@@ -374,8 +367,7 @@ def test_se_block_op_types_in_the_demo_model(exported):
     assert ops.count("GlobalAveragePool") + ops.count("ReduceMean") == 17 + 1
 
 
-@pytest.mark.parametrize("exported", _params(["demo_identity"]), indirect=True)
-def test_identity_init_gate_exports_as_two_sigmoid(exported):
+def _check_identity_init_gate_exports_as_two_sigmoid(exported):
     demo_identity = exported
     # 2 * sigmoid(z): a Mul by the constant 2 right after the Sigmoid.
     assert _se_chain(demo_identity, "block_5_depthwise_relu_se") == [
@@ -386,6 +378,25 @@ def test_identity_init_gate_exports_as_two_sigmoid(exported):
         if node.op_type == "Mul":
             twos += [_const(demo_identity, i) for i in node.input]
     assert any(c is not None and np.allclose(c, 2.0) for c in twos)
+
+
+# Each model is built and exported once (a fixture), then every check of it runs: one
+# test per model, so that the export is never repeated for another test function.
+CHECKS = {
+    "demo": [_check_se_block_op_types_in_the_demo_model],
+    "demo_identity": [_check_identity_init_gate_exports_as_two_sigmoid],
+    "se_mobilenet": [],
+    "mobilenet_v2_placements": [_check_every_placement_is_in_the_graph],
+    "se_resnet50": [_check_se_block_op_types_in_se_resnet50],
+    "resnet50_placements": [_check_every_placement_is_in_the_graph],
+}
+
+
+@pytest.mark.parametrize("exported", _params(), indirect=True)
+def test_exported_model(exported):
+    """ONNX Runtime matches Keras; input name and dynamic batch; the model's own checks."""
+    for check in [_check_parity, _check_input_name_and_dynamic_batch, *CHECKS[exported.name]]:
+        check(exported)
 
 
 def _small_se_model(seed=0, **se_kwargs):

@@ -2,11 +2,15 @@
 
 One table drives the sweep (keras's applications_test.py, timm's test_models.py):
 each model is built once per worker (weights=None, small input, include_top=False
-with average pooling) and reused across the six placements. For each placement
-that has sites: identical outputs under identity init, non-zero gradients to
-every SE block, and a `.keras` round trip with identical outputs. A placement
-without sites raises `NoSitesError`. Tests of one model share an xdist group, so
-the model is built once.
+with average pooling). For every model and placement: the sites found, exact
+parameter counts, or `NoSitesError` where a placement has none. The first model of
+each family (ResNet50, EfficientNetB0, ...) then gets the full check: every
+placement stacked, identical outputs under identity init after each, non-zero
+gradients to every SE block, and a `.keras` round trip with identical outputs. Its
+siblings (ResNet101, EfficientNetB1-B7, ...) are the same blocks from the same Keras
+code, deeper or wider, and the full check on all of them took half the suite's time:
+each gets one rewrite (its first placement with sites) with identical outputs. Tests of one model share an xdist group, so the model is
+built once.
 """
 
 import functools
@@ -69,6 +73,10 @@ MODELS = {
 }
 HEAVY = {"ConvNeXtLarge", "ConvNeXtXLarge", "EfficientNetB7", "EfficientNetV2L",
          "EfficientNetV2M", "NASNetLarge", "ResNet152V2"}
+# The first model of each family: the full check (see the module docstring).
+FAMILIES = ("ConvNeXt", "DenseNet", "EfficientNetV2", "EfficientNet", "InceptionResNet",
+            "InceptionV3", "MobileNetV2", "MobileNetV3", "MobileNet", "NASNet", "ResNet50V2",
+            "ResNet101V2", "ResNet152V2", "ResNet", "VGG", "Xception")
 
 # Families whose merges are residual (every residual placement has sites) and
 # which have multi-branch concatenations (module_output).
@@ -94,6 +102,18 @@ def build(name):
     x = np.random.default_rng(0).uniform(0, 255 if "EfficientNet" in name else 1,
                                          size=(2, size, size, 3)).astype("float32")
     return model, x, np.asarray(model(x, training=False))
+
+
+def family(name):
+    """The family prefix of `name` (ResNet v2 models form their own family)."""
+    for prefix in FAMILIES:
+        if name.startswith(prefix):
+            return "ResNetV2" if prefix.endswith("V2") and prefix.startswith("ResNet") else prefix
+    raise KeyError(name)
+
+
+def first_of_family(name):
+    return next(n for n in MODELS if family(n) == family(name)) == name
 
 
 def expected_to_have_sites(name, placement):
@@ -123,6 +143,7 @@ def test_rewrite_every_placement(name, tmp_path):
     rewrite find exactly the sites of the stock model, which is asserted.
     """
     model, x, expected = build(name)
+    full = first_of_family(name)
     stacked = model
     added = 0
     for placement in keras_se.PLACEMENTS:
@@ -131,6 +152,9 @@ def test_rewrite_every_placement(name, tmp_path):
                 keras_se.add_se_blocks(model, placement)
             continue
         stock_sites = keras_se.find_se_sites(model, placement, skip_existing=False)
+        assert stock_sites and all(s.params > 0 for s in stock_sites)
+        if not full and added:
+            continue  # a sibling: one rewrite (below), the sites of every placement
         before = stacked.count_params()
         stacked, report = keras_se.add_se_blocks(
             stacked, placement, skip_existing=False, return_report=True
@@ -144,6 +168,8 @@ def test_rewrite_every_placement(name, tmp_path):
                                    atol=1e-5, rtol=1e-5, err_msg=placement)
     se = [l for l in stacked._flatten_layers() if isinstance(l, SqueezeExcite)]
     assert len(se) == added > 0
+    if not full:
+        return
     # The gradient of a training loss reaches every SE block (the expansion
     # bias's gradient does not depend on the bottleneck, so it is non-zero for
     # every block). Inference mode: stochastic depth (EfficientNet's
@@ -169,6 +195,14 @@ def test_rewrite_every_placement(name, tmp_path):
         sys.setrecursionlimit(limit)
     np.testing.assert_allclose(np.asarray(loaded(x, training=False)),
                                np.asarray(stacked(x, training=False)), atol=0)
+
+
+def test_every_family_has_its_full_check():
+    firsts = [n for n in MODELS if first_of_family(n)]
+    assert firsts == ["ConvNeXtTiny", "DenseNet121", "EfficientNetB0", "EfficientNetV2B0",
+                      "InceptionResNetV2", "InceptionV3", "MobileNet", "MobileNetV2",
+                      "MobileNetV3Small", "NASNetMobile", "ResNet50", "ResNet50V2", "VGG16",
+                      "Xception"]
 
 
 # The paper's models (REFERENCE.md: "The SE block's parameter count").
