@@ -349,8 +349,8 @@ def test_onnx_from_jax_names_its_missing_converter(tiny, tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = own_error_lines(proc)
     assert len(lines) == 1 and "Traceback" not in proc.stderr
-    assert re.search(r"^keras-se export: error: `--format onnx` needs jax2onnx: .*"
-                     r"Received: format='onnx'$", lines[0]), lines[0]
+    assert re.search(r"^keras-se export: error: `--format onnx` needs jax2onnx on the jax "
+                     r"backend: pip install jax2onnx\. Received: format='onnx'$", lines[0]), lines[0]
     assert entries(tmp_path) == []
 
 
