@@ -67,7 +67,10 @@ def load_commands() -> dict[str, Command]:
         importlib.import_module(f"keras_se.cli.{name}")
     # In `_COMMAND_MODULES`' order (the help's), whichever module was imported first.
     order = {name: i for i, name in enumerate(_COMMAND_MODULES)}
-    return dict(sorted(COMMANDS.items(), key=lambda item: order.get(item[0], len(order))))
+    ordered = sorted(COMMANDS.items(), key=lambda item: order.get(item[0], len(order)))
+    COMMANDS.clear()
+    COMMANDS.update(ordered)
+    return COMMANDS
 
 
 class _Parser(argparse.ArgumentParser):
