@@ -62,3 +62,23 @@ def gradients(model, x, variables, loss_fn):
         raise NotImplementedError(backend)
     to_np = keras.ops.convert_to_numpy
     return to_np(y), [None if g is None else np.asarray(to_np(g)) for g in grads]
+
+
+def forward(model, x):
+    """`model(x, training=False)` as NumPy; on JAX compiled as one program.
+
+    Op by op, JAX compiles every op of a model for its shapes the first time it
+    runs (a DenseNet121's first eager call: 20 s; compiled whole: 3 s).
+    """
+    if keras.backend.backend() == "jax":
+        import jax
+
+        def call(trainable, non_trainable, inputs):
+            return model.stateless_call(trainable, non_trainable, inputs, training=False)[0]
+
+        y = jax.jit(call)([v.value for v in model.trainable_variables],
+                          [v.value for v in model.non_trainable_variables], x)
+    else:
+        y = model(x, training=False)
+    return np.asarray(keras.ops.convert_to_numpy(y))
+
