@@ -12,16 +12,14 @@ on PyTorch.
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import keras
 import numpy as np
 import pytest
-from test_cli import _epoch_lines, _tiny, entries
+from test_cli import _epoch_lines, _tiny, entries, kill_after_first_epoch
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
 ENV.pop("KERAS_BACKEND", None)
@@ -174,23 +172,7 @@ def test_finetune_on_jax_resumes_after_sigkill(tiny, builtin_tfds_dir, tmp_path)
             "--validation-steps", "2", "--batch-size", "8", "--freeze", "none",
             "--backend", "jax"]
     meta = tmp_path / ".run.partial" / "state" / "backup" / "training_metadata.json"
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
-    deadline = time.time() + 400
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                if json.load(open(meta))["epoch"] >= 1:
-                    break
-            except (OSError, ValueError, KeyError):
-                pass
-            time.sleep(0.02)
-        assert proc.poll() is None, "the run ended before it could be killed"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
+    kill_after_first_epoch(args, meta, timeout=400)
     assert not out.exists()
     done = json.load(open(meta))["epoch"]
     assert 1 <= done < 3

@@ -215,14 +215,10 @@ def _epoch_lines(stdout):
     return [int(m.group(1)) for m in re.finditer(r"^Epoch (\d+)/\d+", stdout, re.M)]
 
 
-def test_finetune_resumes_after_sigkill(tiny, builtin_tfds_dir, tmp_path):
-    out = tmp_path / "run"
-    args = [sys.executable, "-m", "keras_se", "finetune", tiny, "--data-dir", builtin_tfds_dir,
-            "--out", str(out), "--epochs", "4", "--steps-per-epoch", "300",
-            "--validation-steps", "2", "--batch-size", "8", "--freeze", "none"]
-    meta = tmp_path / ".run.partial" / "state" / "backup" / "training_metadata.json"
+def kill_after_first_epoch(args, meta, timeout):
+    """Starts `args`; SIGKILLs it once `meta` (the backup's metadata) records epoch 1."""
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
-    deadline = time.time() + 300
+    deadline = time.time() + timeout
     try:
         while time.time() < deadline and proc.poll() is None:
             try:
@@ -238,6 +234,15 @@ def test_finetune_resumes_after_sigkill(tiny, builtin_tfds_dir, tmp_path):
         proc.stdout.close()
         proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
+
+
+def test_finetune_resumes_after_sigkill(tiny, builtin_tfds_dir, tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "keras_se", "finetune", tiny, "--data-dir", builtin_tfds_dir,
+            "--out", str(out), "--epochs", "4", "--steps-per-epoch", "300",
+            "--validation-steps", "2", "--batch-size", "8", "--freeze", "none"]
+    meta = tmp_path / ".run.partial" / "state" / "backup" / "training_metadata.json"
+    kill_after_first_epoch(args, meta, timeout=300)
     assert not out.exists()  # nothing half-written in --out
     done = json.load(open(meta))["epoch"]
     assert 1 <= done < 4

@@ -7,24 +7,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_transfer import _se_classifier  # the same small models
 
-import keras_se
 from keras_se import finetune as F
-
-
-def _backbone(size=16):
-    inp = keras.Input((size, size, 3))
-    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="c1")(inp)
-    x = keras.layers.BatchNormalization(name="bn1")(x)
-    x = keras.layers.ReLU(name="r1")(x)
-    x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name="c2")(x)
-    x = keras.layers.BatchNormalization(name="bn2")(x)
-    x = keras.layers.ReLU(name="r2")(x)
-    return keras.Model(inp, x, name="backbone")
-
-
-def _se_classifier(num_classes=3, size=16):
-    return F.add_classifier_head(keras_se.add_se_blocks(_backbone(size)), num_classes)
 
 
 def _data(n=48, size=16, num_classes=3, batch=8, seed=0):
