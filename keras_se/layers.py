@@ -536,6 +536,12 @@ class SqueezeExcite(keras.layers.Layer):
         return ops.max(x, axis=axes, keepdims=keepdims)
 
     def call(self, inputs, training=None):
+        if keras.backend.backend() == "torch":
+            from keras_se import _torch_block
+
+            if isinstance(inputs, _torch_block.torch.Tensor):
+                # Keras's per-op dispatch is a third of the block's eager time.
+                return _torch_block.se_block(self, inputs)
         rank = len(inputs.shape)
         if (
             training

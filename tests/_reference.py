@@ -1,5 +1,7 @@
 """A NumPy SqueezeExcite, the reference the layer tests compare against (float64)."""
 
+import math
+
 import keras
 import numpy as np
 
@@ -18,6 +20,30 @@ def _weights(layer):
         get(layer.expand_kernel),
         get(layer.expand_bias),
     )
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+#: The bottleneck activations, by Keras name, in NumPy.
+ACTIVATIONS_NP = {
+    "relu": lambda z: np.maximum(z, 0.0),
+    "sigmoid": _sigmoid,
+    "tanh": np.tanh,
+    "silu": lambda z: z * _sigmoid(z),
+    "swish": lambda z: z * _sigmoid(z),
+    "hard_silu": lambda z: z * np.clip(z + 3.0, 0.0, 6.0) / 6.0,
+    "hard_swish": lambda z: z * np.clip(z + 3.0, 0.0, 6.0) / 6.0,
+    "gelu": lambda z: 0.5 * z * (1.0 + np.vectorize(math.erf)(z / math.sqrt(2.0))),
+    "linear": lambda z: z,
+}
+
+
+def _activation_name(activation):
+    if activation is None or isinstance(activation, str):
+        return activation or "linear"
+    return activation.__name__
 
 
 def gate_np(z, gate, identity):
@@ -44,7 +70,7 @@ def se_reference(x, layer):
 
     def mlp(d):
         h = d @ wr + (0.0 if br is None else br)
-        h = np.maximum(h, 0.0)  # the tests use activation="relu"
+        h = ACTIVATIONS_NP[_activation_name(layer.activation)](h)
         return h @ we + (0.0 if be is None else be)
 
     if layer.squeeze == "avg":

@@ -158,6 +158,26 @@ def test_matches_numpy_reference(rank, data_format, squeeze, gate):
     assert np.ptp(gate_values) > 1e-3
 
 
+@pytest.mark.parametrize(
+    "activation",
+    ["relu", "sigmoid", "tanh", "silu", "swish", "hard_silu", "hard_swish", "gelu", "linear",
+     None, keras.activations.gelu, keras.activations.hard_silu],
+)
+@pytest.mark.parametrize("data_format", DATA_FORMATS)
+def test_every_bottleneck_activation_matches_numpy(activation, data_format):
+    # PyTorch runs the block in torch's own ops (keras_se/_torch_block.py), each named
+    # activation mapped to torch's; the others go through Keras.
+    x = _input(4, data_format)
+    layer = SqueezeExcite(
+        units=3, activation=activation, data_format=data_format,
+        bias_initializer="random_normal",
+    )
+    y = _np(layer(x))
+    want, gate_values = se_reference(x, layer)
+    np.testing.assert_allclose(y, want, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(_np(layer.excitation(x)), gate_values, atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("rank", [3, 4, 5])
 @pytest.mark.parametrize("data_format", DATA_FORMATS)
 def test_symbolic_output_shape(rank, data_format):
