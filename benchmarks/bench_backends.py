@@ -19,7 +19,10 @@ interleaved in one process (`_timing.interleaved`), as in `bench_layer.py` and
   multiply of the same tensor by a broadcast per-channel gate (`bench_layer.py`'s
   method), on the shapes of `bench_layer.py`. The ratio layer/floor in the backend's
   best mode, set against TensorFlow's: the issue's bar is that no backend's ratio
-  exceeds TensorFlow's.
+  exceeds TensorFlow's. Interleaved with both, the same block hand-written in the
+  backend's own ops (`tf.*`, `jax.numpy`, `torch.*`; mean, two matmuls with bias,
+  ReLU, sigmoid, multiply) in the same mode: "native SE/A" is what the block costs on
+  that backend whoever writes it, "layer/native SE" is what keras-se's layer adds.
 - The models: ResNet50 against SE-ResNet50 (`residual`) and MobileNet against
   SE-MobileNet (`init="standard"`, weights=None, float32, 224 px): inference at batch
   1 and 32 (`model(x, training=False)`) and a training step at batch 32 (forward,
@@ -82,9 +85,19 @@ class TensorFlowRunner(Runner):
         return tf.function(fn, jit_compile=mode == "xla", autograph=False, reduce_retracing=True)
 
     def layer_fns(self, layer, x, gate, mode):
+        import tensorflow as tf
+
+        w1, b1, w2, b2 = (self.tensor(w) for w in _se_weights(layer))
+
+        def native(t):
+            s = tf.reduce_mean(t, axis=(1, 2))
+            g = tf.sigmoid(tf.matmul(tf.nn.relu(tf.matmul(s, w1) + b1), w2) + b2)
+            return t * g[:, None, None, :]
+
         floor = self.function(lambda t: t * gate, mode)
         se = self.function(lambda t: layer(t), mode)
-        return (lambda: floor(x)), (lambda: se(x))
+        hand = self.function(native, mode)
+        return (lambda: floor(x)), (lambda: se(x)), (lambda: hand(x))
 
     def predict(self, model, x, mode):
         step = self.function(lambda t: model(t, training=False), mode)
@@ -122,9 +135,19 @@ class JaxRunner(Runner):
         import jax
 
         values = [v.value for v in layer.trainable_variables]
+        weights = [self.tensor(w) for w in _se_weights(layer)]
+
+        @jax.jit
+        def native(w, t):
+            w1, b1, w2, b2 = w
+            s = t.mean(axis=(1, 2))
+            g = jax.nn.sigmoid(jax.nn.relu(s @ w1 + b1) @ w2 + b2)
+            return t * g[:, None, None, :]
+
         floor = jax.jit(lambda t, g: t * g)
         se = jax.jit(lambda vs, t: layer.stateless_call(vs, [], t)[0])
-        return (lambda: self.block(floor(x, gate))), (lambda: self.block(se(values, x)))
+        return ((lambda: self.block(floor(x, gate))), (lambda: self.block(se(values, x))),
+                (lambda: self.block(native(weights, x))))
 
     def predict(self, model, x, mode):
         import jax
@@ -190,9 +213,19 @@ class TorchRunner(Runner):
         return run
 
     def layer_fns(self, layer, x, gate, mode):
+        import torch
+
+        w1, b1, w2, b2 = (self.tensor(w) for w in _se_weights(layer))
+
+        def native(t):
+            s = t.mean(dim=(1, 2))
+            g = torch.sigmoid(torch.relu(s @ w1 + b1) @ w2 + b2)
+            return t * g[:, None, None, :]
+
         floor = self._wrap(lambda t: t * gate, mode)
         se = self._wrap(lambda t: layer(t), mode)
-        return (lambda: floor(x)), (lambda: se(x))
+        hand = self._wrap(native, mode)
+        return (lambda: floor(x)), (lambda: se(x)), (lambda: hand(x))
 
     def predict(self, model, x, mode):
         step = self._wrap(lambda t: model(t, training=False), mode)
@@ -223,6 +256,14 @@ class TorchRunner(Runner):
             return loss
 
         return step
+
+
+def _se_weights(layer):
+    """The layer's kernels and biases as NumPy arrays, for the hand-written block."""
+    import keras
+
+    return [keras.ops.convert_to_numpy(v) for v in
+            (layer.reduce_kernel, layer.reduce_bias, layer.expand_kernel, layer.expand_bias)]
 
 
 RUNNERS = {"tensorflow": TensorFlowRunner, "jax": JaxRunner, "torch": TorchRunner}
@@ -257,9 +298,19 @@ def _ab(fns, repeats, warmup, min_sample_s):
     timed = interleaved(fns, repeats=repeats, warmup=warmup, min_sample_s=min_sample_s)
     a, b = timed["a"], timed["b"]
     paired = [sb / sa for sa, sb in zip(a.samples, b.samples)]
-    return {"a": _summary(a), "b": _summary(b), "ratio": b.median / a.median,
-            "paired_median": statistics.median(paired), "paired_min": min(paired),
-            "paired_max": max(paired)}
+    result = {"a": _summary(a), "b": _summary(b), "ratio": b.median / a.median,
+              "paired_median": statistics.median(paired), "paired_min": min(paired),
+              "paired_max": max(paired)}
+    if "n" in timed:
+        # The same block hand-written in the backend's own ops: n/a is what SE costs
+        # on this backend whoever writes it; b/n is what keras-se adds.
+        n = timed["n"]
+        by_native = [sb / sn for sn, sb in zip(n.samples, b.samples)]
+        result.update({"native": _summary(n), "native_ratio": n.median / a.median,
+                       "layer_vs_native": b.median / n.median,
+                       "layer_vs_native_min": min(by_native),
+                       "layer_vs_native_max": max(by_native)})
+    return result
 
 
 def run_backend(args):
@@ -300,14 +351,15 @@ def run_backend(args):
             layer(x)
             for mode in runner.layer_modes:
                 def one(mode=mode, layer=layer, x=x, gate=gate):
-                    floor, se = runner.layer_fns(layer, x, gate, mode)
-                    return _ab({"a": floor, "b": se}, repeats, warmup, 0.05)
+                    floor, se, native = runner.layer_fns(layer, x, gate, mode)
+                    return _ab({"a": floor, "b": se, "n": native}, repeats, warmup, 0.05)
 
                 t0 = time.perf_counter()
                 r = attempt(f"layer {shape} {mode}", one)
                 if r is not None:
                     result["layer"].append({"shape": list(shape), "mode": mode, **r})
-                    print(f"[{backend}] layer {shape} {mode}: {r['ratio']:.2f}x "
+                    print(f"[{backend}] layer {shape} {mode}: {r['ratio']:.2f}x, native "
+                          f"{r['native_ratio']:.2f}x "
                           f"({time.perf_counter() - t0:.0f} s)", flush=True)
                     save()
             del x, gate, layer
@@ -385,6 +437,10 @@ def merge(paths):
                 "a_ms": f"{r['a']['median_s'] * 1e3:.3f}", "b_ms": f"{r['b']['median_s'] * 1e3:.3f}",
                 "result": f"{r['ratio']:.2f}x",
                 "paired": f"{r['paired_min']:.2f}-{r['paired_max']:.2f}x",
+                "n_ms": f"{r['native']['median_s'] * 1e3:.3f}" if "native" in r else "",
+                "n_result": f"{r['native_ratio']:.2f}x" if "native" in r else "",
+                "vs_native": f"{r['layer_vs_native']:.2f}x ({r['layer_vs_native_min']:.2f}-"
+                             f"{r['layer_vs_native_max']:.2f})" if "native" in r else "",
                 "vs_tf": "" if not is_best or tf_ratio is None else
                 ("ok" if r["ratio"] <= tf_ratio * 1.0 else f"over TF's {tf_ratio:.2f}x"),
             })
@@ -397,11 +453,13 @@ def merge(paths):
                 "a_ms": f"{r['a']['median_s'] * 1e3:.1f}", "b_ms": f"{r['b']['median_s'] * 1e3:.1f}",
                 "result": f"{(r['ratio'] - 1) * 100:+.1f}%",
                 "paired": f"{(r['paired_min'] - 1) * 100:+.1f}% .. {(r['paired_max'] - 1) * 100:+.1f}%",
-                "vs_tf": "",
+                "n_ms": "", "n_result": "", "vs_native": "", "vs_tf": "",
             })
     columns = [("backend", "backend"), ("what", "A vs B"), ("case", "case"), ("mode", "mode"),
                ("a_ms", "A median (ms)"), ("b_ms", "B median (ms)"), ("result", "B/A"),
-               ("paired", "paired-ratio range"), ("vs_tf", "layer ratio vs TensorFlow's")]
+               ("paired", "paired-ratio range"), ("n_ms", "native SE median (ms)"),
+               ("n_result", "native SE/A"), ("vs_native", "layer/native SE (paired range)"),
+               ("vs_tf", "layer ratio vs TensorFlow's")]
     failed = [f"- {b}: {f['what']}: {f['error']}" for b, run in runs.items() for f in run["failed"]]
     loads = ", ".join(f"{b} {run['machine'].get('loadavg_1_5_15')}" for b, run in runs.items())
     sections = [
