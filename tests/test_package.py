@@ -31,7 +31,7 @@ CORE_MODULES = [
     "keras_se/transfer.py",
     "keras_se/models.py",
     "keras_se/preprocessing.py",
-    "keras_se/inspect.py",
+    *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "keras_se" / "inspect").glob("*.py")),
     *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "keras_se" / "hub").glob("*.py")),
     *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "applications").glob("*.py")),
 ]
@@ -157,3 +157,12 @@ def test_version_is_declared_once():
     setup = (ROOT / "setup.py").read_text()
     assert "keras_se/__init__.py" in setup and "version=VERSION" in setup
     assert re.fullmatch(r"\d+\.\d+\.\d+", keras_se.__version__)
+
+
+def test_setup_lists_every_package():
+    # setup.py names its packages one by one: a new sub-package must be added there,
+    # or an installed keras-se lacks it.
+    setup = (ROOT / "setup.py").read_text()
+    for init in sorted((ROOT / "keras_se").rglob("__init__.py")):
+        package = ".".join(init.parent.relative_to(ROOT).parts)
+        assert f'"{package}"' in setup, package
