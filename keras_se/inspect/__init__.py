@@ -11,17 +11,18 @@ blocks the gates hardly depend on the class, in late blocks they do.
   over a whole `tf.data` dataset, overall and per class (an `ExcitationProfile`).
 - `plot_excitation(profile, path)` and `plot_class_specificity(profile, path)`:
   PNG plots of a profile (matplotlib, no display needed).
+
+Modules: `gates` (the `Excitation` probe layer and `excitation_model`), `profile`
+(`ExcitationProfile`, `excitation_profile`), `plots`.
 """
 
 from keras_se.inspect.gates import (
     Excitation,
-    ExcitationProfile,
     excitation_model,
-    excitation_profile,
-    plot_class_specificity,
-    plot_excitation,
     require_se_layers,  # noqa: F401  (the command line's check; not in `__all__`)
 )
+from keras_se.inspect.plots import plot_class_specificity, plot_excitation
+from keras_se.inspect.profile import ExcitationProfile, excitation_profile
 
 __all__ = [
     "Excitation",
