@@ -27,6 +27,7 @@ CORE_MODULES = [
     "keras_se/diagnose.py",
     "keras_se/layers.py",
     "keras_se/sites.py",
+    "keras_se/site_finder.py",
     "keras_se/rewrite.py",
     "keras_se/transfer.py",
     "keras_se/models.py",
@@ -140,6 +141,21 @@ def test_private_keras_access_goes_through_one_module():
                 if private.search(line):
                     offenders.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
     assert offenders == []
+
+
+def test_split_modules_keep_their_old_names():
+    # keras_se.sites re-exports, on first use, what moved to keras_se.site_finder.
+    from keras_se import site_finder, sites
+    from keras_se.sites import run_finder
+
+    assert run_finder is site_finder.run_finder
+    assert all(getattr(sites, name) is getattr(site_finder, name) for name in sites._MOVED)
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        sites.nope  # noqa: B018
+    # keras_se.inspect became a package: the command line's check is still there.
+    from keras_se import inspect
+
+    assert inspect.require_se_layers is inspect.gates.require_se_layers
 
 
 def test_the_stderr_filter_runs_only_for_the_command_line():
