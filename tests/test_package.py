@@ -36,8 +36,8 @@ CORE_MODULES = [
     *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "keras_se" / "hub").glob("*.py")),
     *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "applications").glob("*.py")),
 ]
-EDGE_PACKAGES = ("tensorflow", "tensorflow_datasets", "keras_se.data", "keras_se.finetune",
-                 "keras_se.export", "keras_se.distribute", "keras_se.cli")
+EDGE_PACKAGES = ("tensorflow", "tensorflow_datasets", "keras_se.data", "keras_se.tfds_data",
+                 "keras_se.finetune", "keras_se.export", "keras_se.distribute", "keras_se.cli")
 
 
 def _fresh(code, backend=None):
@@ -156,6 +156,14 @@ def test_split_modules_keep_their_old_names():
     from keras_se import inspect
 
     assert inspect.require_se_layers is inspect.gates.require_se_layers
+
+
+def test_data_keeps_the_names_that_moved_to_tfds_data():
+    pytest.importorskip("tensorflow", reason="the edge needs TensorFlow")
+    from keras_se import data, tfds_data
+
+    for name in ("NETWORK_TIMEOUT_S", "NeedsNetworkError", "check_can_download", "tfds_builder"):
+        assert getattr(data, name) is getattr(tfds_data, name), name
 
 
 def test_the_stderr_filter_runs_only_for_the_command_line():
