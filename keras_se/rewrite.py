@@ -14,13 +14,13 @@ from keras import ops, tree
 from keras_se import _keras_compat as compat
 from keras_se import hub as _hub
 from keras_se.layers import SE_OPTIONS, SqueezeExcite
+from keras_se.site_finder import run_finder
 from keras_se.sites import (
     PLACEMENTS,
     Site,
     Skipped,
     graph_of,
     is_container,
-    run_finder,
 )
 
 __all__ = ["add_se_blocks", "NoSitesError", "SEReport", "PLACEMENTS"]

@@ -383,6 +383,27 @@ def test_residual_placements_on_a_small_resnet():
         )
 
 
+
+def test_residual_merge_class_names_can_be_extended(monkeypatch):
+    # keras_se.sites invites extending RESIDUAL_MERGE_CLASS_NAMES for your own merge
+    # layers; the site finder (keras_se.site_finder) reads it there at each call.
+    from keras_se import sites
+
+    class Sum(layers.Add):
+        pass
+
+    inputs = keras.Input((16, 16, 8))
+    x = conv_block(inputs, 32, "stem")
+    y = conv_block(x, 32, "r1")
+    y = layers.Conv2D(32, 3, padding="same", name="r2_conv")(y)
+    model = keras.Model(inputs, Sum(name="sum")([x, y]))
+    assert find_se_sites(model, "residual_identity") == []
+    monkeypatch.setattr(sites, "RESIDUAL_MERGE_CLASS_NAMES",
+                        sites.RESIDUAL_MERGE_CLASS_NAMES + ("Sum",))
+    (site,) = find_se_sites(model, "residual_identity")
+    assert (site.anchor, site.targets) == ("sum", (("sum", 0),))
+
+
 def test_module_output_on_concatenate():
     inputs = keras.Input((8, 8, 3))
     a = layers.Conv2D(4, 1, activation="relu", name="a")(inputs)

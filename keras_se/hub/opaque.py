@@ -125,7 +125,7 @@ def check_opaque(model, placement, select, skip_existing, ratio, se_options):
     them, where the class has them.
     """
     from keras_se.rewrite import NoSitesError, SEReport
-    from keras_se.sites import run_finder
+    from keras_se.site_finder import run_finder
 
     opaque = find_opaque_layers(model)
     if not opaque:
