@@ -26,6 +26,8 @@ CORE_MODULES = [
     "keras_se/defaults.py",
     "keras_se/diagnose.py",
     "keras_se/layers.py",
+    "keras_se/widths.py",
+    "keras_se/_torch_block.py",
     "keras_se/sites.py",
     "keras_se/site_finder.py",
     "keras_se/rewrite.py",
