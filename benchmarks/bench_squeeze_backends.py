@@ -1,0 +1,156 @@
+"""The squeeze alone, five ways, on JAX and PyTorch: is there a faster one than `mean`?
+
+    python benchmarks/bench_squeeze_backends.py [--backends jax torch] [--repeats N]
+
+On TensorFlow with only CPUs keras-se squeezes with a whole-map average pool (oneDNN),
+faster than `tf.reduce_mean` (`bench_layer.py`). This asks the same question of the
+other two backends, on `bench_backends.py`'s quick layer shapes (channels_last), with
+the broadcast multiply `x * g` as the reference: one child process per backend, every
+variant interleaved in it (`_timing.interleaved`), jitted on JAX, eager on PyTorch.
+
+| variant | JAX | PyTorch |
+| --- | --- | --- |
+| mean | `x.mean(axis=(1, 2))` (what `keras.ops.mean` runs) | `x.mean(dim=(1, 2))` |
+| flat mean / sum | `x.reshape(b, hw, c).sum(1) / hw` | `x.view(b, hw, c).mean(1)` |
+| pool | `lax.reduce_window` over the whole map | `adaptive_avg_pool2d` on the NCHW view |
+| sum / n | two single-axis sums | `x.sum(dim=(1, 2)) / hw` |
+| matmul by ones | `lax.dot_general` with a `(b, hw)` ones / hw | `(1, 1, hw) @ (b, hw, c)` |
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from _timing import RESULTS_DIR, interleaved, machine_info, write_results  # noqa: E402
+
+SHAPES = [(8, 56, 56, 256), (16, 28, 28, 512), (32, 14, 14, 1024), (8, 7, 7, 2048)]
+VARIANTS = ("mean", "flat", "pool", "sum_n", "matmul_ones")
+
+
+def _jax_fns(x, g):
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    b, h, w, c = x.shape
+    hw = h * w
+    ones = jnp.full((b, hw), 1.0 / hw, x.dtype)
+    fns = {
+        "floor": jax.jit(lambda t: t * g),
+        "mean": jax.jit(lambda t: t.mean(axis=(1, 2))),
+        "flat": jax.jit(lambda t: t.reshape(b, hw, c).sum(1) / hw),
+        "pool": jax.jit(lambda t: lax.reduce_window(
+            t, 0.0, lax.add, (1, h, w, 1), (1, 1, 1, 1), "VALID").reshape(b, c) / hw),
+        "sum_n": jax.jit(lambda t: t.sum(axis=1).sum(axis=1) / hw),
+        "matmul_ones": jax.jit(lambda t: lax.dot_general(
+            t.reshape(b, hw, c), ones, (((1,), (1,)), ((0,), (0,))))),
+    }
+    return {k: (lambda f=f: jax.block_until_ready(f(x))) for k, f in fns.items()}
+
+
+def _torch_fns(x, g):
+    import torch
+    import torch.nn.functional as F
+
+    b, h, w, c = x.shape
+    hw = h * w
+    ones = torch.full((1, 1, hw), 1.0 / hw)
+    fns = {
+        "floor": lambda: x * g,
+        "mean": lambda: x.mean(dim=(1, 2)),
+        "flat": lambda: x.view(b, hw, c).mean(1),
+        "pool": lambda: F.adaptive_avg_pool2d(x.permute(0, 3, 1, 2), 1),
+        "sum_n": lambda: x.sum(dim=(1, 2)) / hw,
+        "matmul_ones": lambda: torch.matmul(ones, x.view(b, hw, c)),
+    }
+
+    def no_grad(f):
+        def run():
+            with torch.no_grad():
+                return f()
+        return run
+
+    return {k: no_grad(f) for k, f in fns.items()}
+
+
+def run_backend(repeats):
+    import keras
+    import numpy as np
+
+    backend = keras.backend.backend()
+    rng = np.random.default_rng(0)
+    rows = []
+    for shape in SHAPES:
+        x = keras.ops.convert_to_tensor(rng.standard_normal(shape, dtype=np.float32))
+        g = keras.ops.convert_to_tensor(
+            rng.uniform(size=(shape[0], 1, 1, shape[-1])).astype("float32"))
+        fns = (_jax_fns if backend == "jax" else _torch_fns)(x, g)
+        want = keras.ops.convert_to_numpy(fns["mean"]())
+        for name in VARIANTS:  # every variant computes the same squeeze
+            got = keras.ops.convert_to_numpy(fns[name]()).reshape(want.shape)
+            assert np.allclose(got, want, atol=1e-5), (backend, shape, name)
+        timed = interleaved(fns, repeats=repeats, warmup=2, min_sample_s=0.02)
+        rows.append({"shape": list(shape),
+                     **{k: timed[k].median for k in ("floor", *VARIANTS)}})
+        print(f"[{backend}] {shape}: " + " ".join(
+            f"{k} {timed[k].median * 1e3:.3f}" for k in ("floor", *VARIANTS)), flush=True)
+    path = os.path.join(RESULTS_DIR, f"squeeze_backends_{backend}.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"backend": backend, "rows": rows, "machine": machine_info()}, f, indent=1)
+    return path
+
+
+def merge(paths):
+    rows, runs = [], {}
+    for p in paths:
+        with open(p, encoding="utf-8") as f:
+            run = json.load(f)
+        runs[run["backend"]] = run
+        for r in run["rows"]:
+            best = min(VARIANTS, key=lambda k: r[k])
+            rows.append({
+                "backend": run["backend"], "shape": "x".join(map(str, r["shape"])),
+                "floor": f"{r['floor'] * 1e3:.3f}",
+                **{k: f"{r[k] * 1e3:.3f} ({r[k] / r['mean']:.2f})" for k in VARIANTS},
+                "best": best,
+            })
+    columns = [("backend", "backend"), ("shape", "shape"), ("floor", "x*g (ms)"),
+               *[(k, f"{k} (ms, / mean)") for k in VARIANTS], ("best", "fastest")]
+    info = dict(next(iter(runs.values()))["machine"])
+    info["keras_backend"] = ", ".join(runs)
+    write_results("squeeze_backends", "The squeeze, five ways, on JAX and PyTorch", rows,
+                  columns, data=runs, intro=__doc__.split("\n\n", 2)[2], info=info)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", nargs="*", default=["jax", "torch"],
+                        choices=["jax", "torch"])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(run_backend(args.repeats))
+        return 0
+    paths = []
+    for backend in args.backends:
+        env = dict(os.environ, KERAS_BACKEND=backend)
+        code = subprocess.call([sys.executable, __file__, "--child", "--repeats",
+                                str(args.repeats)], env=env)
+        path = os.path.join(RESULTS_DIR, f"squeeze_backends_{backend}.json")
+        if code == 0 and os.path.exists(path):
+            paths.append(path)
+    merge(paths)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
