@@ -17,10 +17,12 @@ PYTEST := -m pytest -n $(WORKERS) --dist loadgroup -p no:cacheprovider
 # JAX compiles every eager op and every random initializer once per shape (about 1 s
 # each for a kernel's threefry draw on a busy CPU): the core suite on JAX shares one
 # persistent compilation cache across its workers and the floor run, and XLA skips
-# LLVM's costly optimisations for these tiny test programs.
+# LLVM's costly optimisations for these tiny test programs. Optimisation level 1, not 0:
+# level 0 runs the random initializers 3x slower (16.8M values: 0.61 s vs 0.20 s), and
+# from a cold cache the core suite took 3:19 at level 1 against 3:38 at level 0.
 JAX_TEST_ENV := KERAS_BACKEND=jax JAX_COMPILATION_CACHE_DIR=$(CURDIR)/.cache/jax \
 	JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=-1 \
-	XLA_FLAGS="--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+	XLA_FLAGS="--xla_backend_optimization_level=1 --xla_llvm_disable_expensive_passes=true"
 
 .PHONY: venv demo test test-tf test-jax test-jax-heavy test-torch test-floor lint bench table clean
 
