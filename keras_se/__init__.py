@@ -30,10 +30,11 @@ del _argv
 
 from keras_se.hub import from_preset  # noqa: E402
 from keras_se.hub import install_import_hook as _hub_hook  # noqa: E402
-from keras_se.layers import SqueezeExcite, make_divisible  # noqa: E402
+from keras_se.layers import SqueezeExcite  # noqa: E402
 from keras_se.rewrite import NoSitesError, SEReport, add_se_blocks  # noqa: E402
 from keras_se.sites import PLACEMENTS, Site, Skipped, find_se_sites  # noqa: E402
 from keras_se.transfer import add_classifier_head, freeze_backbone  # noqa: E402
+from keras_se.widths import make_divisible  # noqa: E402
 
 __version__ = "0.2.0"
 

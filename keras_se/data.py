@@ -43,7 +43,6 @@ from keras_se.builtin_data import (  # noqa: F401  (registers the TFDS builder; 
     draw_builtin_example,
 )
 from keras_se.tfds_data import (  # noqa: F401  (re-exported, as before the split)
-    NETWORK_TIMEOUT_S,  # read it here; set it in keras_se.tfds_data, where it is used
     NeedsNetworkError,
     check_can_download,
     tfds_builder,

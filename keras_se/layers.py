@@ -8,8 +8,7 @@ import math
 import keras
 from keras import ops
 
-# The bottleneck width rules live in keras_se/widths.py; imported from here too.
-from keras_se.widths import bottleneck_width, make_divisible, se_params  # noqa: F401
+from keras_se.widths import bottleneck_width
 
 SQUEEZES = ("avg", "max", "avg_max")
 GATES = ("sigmoid", "hard_sigmoid", "tanh", "relu")

@@ -9,7 +9,6 @@ import keras
 
 from keras_se import _keras_compat as compat
 from keras_se import sites as _sites
-from keras_se.layers import bottleneck_width, se_params
 from keras_se.sites import (
     Site,
     Skipped,
@@ -21,6 +20,7 @@ from keras_se.sites import (
     is_container,
     is_se_layer,
 )
+from keras_se.widths import bottleneck_width, se_params
 
 # The layer kinds (`CONV_LAYERS`, `RESIDUAL_MERGE_CLASS_NAMES`, ...) are read from
 # `keras_se.sites` at each use, so that rebinding them there (as its comments invite)

@@ -289,16 +289,3 @@ def find_se_sites(
     from keras_se.site_finder import run_finder  # it imports this module: on first use
 
     return run_finder(model, placement, select, skip_existing, ratio, se_options).sites
-
-
-# The graph walk and the placement rules live in `keras_se.site_finder` (which imports
-# this module); their public names still resolve here, on first use.
-_MOVED = ("Graph", "has_fused_activation", "is_nonlinear_activation_layer", "run_finder")
-
-
-def __getattr__(name):
-    if name in _MOVED:
-        from keras_se import site_finder
-
-        return getattr(site_finder, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

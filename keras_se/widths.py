@@ -62,7 +62,7 @@ def bottleneck_width(
 
     Example:
 
-    >>> from keras_se.layers import bottleneck_width
+    >>> from keras_se.widths import bottleneck_width
     >>> bottleneck_width(256), bottleneck_width(76, 4, divisor=8, round_limit=0.0)
     (16, 16)
     """

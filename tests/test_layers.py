@@ -102,7 +102,7 @@ def test_bottleneck_width_is_timms_se_width():
     # timm's SE block (timm.layers.SEModule) takes rd_ratio = 1/r and rd_divisor=8 and
     # rounds with round_limit=0: `divisor=8, round_limit=0.0` gives its widths exactly.
     timm_layers = pytest.importorskip("timm.layers")
-    from keras_se.layers import bottleneck_width
+    from keras_se.widths import bottleneck_width
 
     checked = 0
     for channels in (16, 24, 40, 64, 76, 96, 100, 112, 160, 256, 320, 480, 512, 1000, 2048):

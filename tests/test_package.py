@@ -146,14 +146,6 @@ def test_private_keras_access_goes_through_one_module():
 
 
 def test_split_modules_keep_their_old_names():
-    # keras_se.sites re-exports, on first use, what moved to keras_se.site_finder.
-    from keras_se import site_finder, sites
-    from keras_se.sites import run_finder
-
-    assert run_finder is site_finder.run_finder
-    assert all(getattr(sites, name) is getattr(site_finder, name) for name in sites._MOVED)
-    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
-        sites.nope  # noqa: B018
     # keras_se.inspect became a package: the command line's check is still there.
     from keras_se import inspect
 
@@ -164,7 +156,7 @@ def test_data_keeps_the_names_that_moved_to_tfds_data():
     pytest.importorskip("tensorflow", reason="the edge needs TensorFlow")
     from keras_se import data, tfds_data
 
-    for name in ("NETWORK_TIMEOUT_S", "NeedsNetworkError", "check_can_download", "tfds_builder"):
+    for name in ("NeedsNetworkError", "check_can_download", "tfds_builder"):
         assert getattr(data, name) is getattr(tfds_data, name), name
 
 
