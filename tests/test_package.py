@@ -145,13 +145,6 @@ def test_private_keras_access_goes_through_one_module():
     assert offenders == []
 
 
-def test_split_modules_keep_their_old_names():
-    # keras_se.inspect became a package: the command line's check is still there.
-    from keras_se import inspect
-
-    assert inspect.require_se_layers is inspect.gates.require_se_layers
-
-
 def test_data_keeps_the_names_that_moved_to_tfds_data():
     pytest.importorskip("tensorflow", reason="the edge needs TensorFlow")
     from keras_se import data, tfds_data
