@@ -150,12 +150,6 @@ def test_library_defaults_end_well_above_chance(photos):
 @pytest.mark.heavy
 def test_cli_defaults_end_well_above_chance(photos, tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    usage = subprocess.run([sys.executable, "-m", "keras_se", "finetune", "--help"],
-                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
-    if "--recalibrate-bn" not in usage.stdout:
-        # Before the wiring, the old defaults would train at 224 px for many minutes only
-        # to stay at chance: skip rather than burn the CI budget.
-        pytest.skip("the issue-14 defaults are not wired into `keras-se finetune` yet")
     out = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "keras_se", "finetune", "mobilenet_v2", "--weights", "none",
