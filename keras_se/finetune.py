@@ -68,6 +68,37 @@ _BACKUP_SUBDIR = "backup"
 # --------------------------------------------------------------------------
 # Training.
 # --------------------------------------------------------------------------
+def make_deterministic(seed: int = 0) -> None:
+    """Seeds every generator and makes training reproducible, bit for bit, on this machine.
+
+    `keras.utils.set_random_seed(seed)` alone fixes the random draws, but not
+    the order in which threads add up a reduction, nor the order in which
+    `tf.data`'s parallel map hands out examples; a short run from scratch can
+    then end anywhere in a wide range. This also turns on
+    `tf.config.experimental.enable_op_determinism()` (TensorFlow feeds the
+    data on every backend), `torch.use_deterministic_algorithms(True)` on
+    PyTorch, and `--xla_gpu_deterministic_ops` for JAX on GPU (in `XLA_FLAGS`:
+    it takes effect only if JAX has not started its devices yet; JAX on CPU is
+    deterministic already). It is process-wide and cannot be turned off again.
+    Costs some speed (the data pipeline keeps its order); the same command on
+    another CPU or GPU model may still differ in the last bits.
+    """
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's rule
+        torch.use_deterministic_algorithms(True)
+    elif backend == "jax":
+        flags = os.environ.get("XLA_FLAGS", "")
+        if "xla_gpu_deterministic_ops" not in flags:
+            os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
+
+
 class _EpochLog(keras.callbacks.Callback):
     """Records every finished epoch's logs in the state file (survives restarts)."""
 

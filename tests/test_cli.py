@@ -211,6 +211,25 @@ def test_finetune_in_a_subprocess(tiny, builtin_tfds_dir, tmp_path):
     assert metrics["params"]["trainable"] == metrics["params"]["se"] + 16 * 6 + 6
 
 
+def test_finetune_deterministic_repeats_to_the_bit(tiny, builtin_tfds_dir, tmp_path):
+    # Without --deterministic these two runs differ (tried: the assertions fail).
+    args = ("--data-dir", builtin_tfds_dir, "--epochs", 2, "--steps-per-epoch", 4,
+            "--validation-steps", 2, "--batch-size", 8, "--freeze", "none", "--augment", "on",
+            "--deterministic", "--seed", 5)
+    runs = []
+    for name in ("a", "b"):
+        assert_ok(run_cli("finetune", tiny, "--out", tmp_path / name, *args))
+        runs.append((json.load(open(tmp_path / name / "history.json")),
+                     keras.saving.load_model(tmp_path / name / "model.keras").get_weights()))
+    (history_a, weights_a), (history_b, weights_b) = runs
+    assert history_a == history_b and history_a["epoch"] == [1, 2]
+    assert len(weights_a) == len(weights_b) > 10
+    for a, b in zip(weights_a, weights_b):
+        np.testing.assert_array_equal(a, b)
+    before = keras.saving.load_model(tiny).get_layer("predictions").get_weights()[0]
+    assert not np.array_equal(before, weights_a[-2])  # it trained
+
+
 def _epoch_lines(stdout):
     return [int(m.group(1)) for m in re.finditer(r"^Epoch (\d+)/\d+", stdout, re.M)]
 

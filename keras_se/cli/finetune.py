@@ -78,6 +78,11 @@ def add_arguments(p):
     )
     p.add_argument("--strategy", choices=STRATEGIES, default="default", help="Default: default")
     p.add_argument("--seed", type=int, default=0, help="Default: 0")
+    p.add_argument(
+        "--deterministic", action="store_true",
+        help="reproducible to the bit on this machine (deterministic ops and data order; "
+        "slower). Default: only the seed is fixed",
+    )
     add_build_arguments(p, weights_default="imagenet")
     add_se_arguments(p)
     p.add_argument("--no-se", action="store_true", help="fine-tune without adding SE (a baseline)")
@@ -274,7 +279,7 @@ def execute(args, *, fit_verbose=None, fresh_process_check: bool = False) -> Fin
     from keras_se.data import load_data, probe_data
     from keras_se.defaults import min_useful_image_size, plan_defaults
     from keras_se.diagnose import diagnose_history
-    from keras_se.finetune import finetune, write_records
+    from keras_se.finetune import finetune, make_deterministic, write_records
     from keras_se.models import (
         SIDECAR,
         default_preprocess,
@@ -284,7 +289,10 @@ def execute(args, *, fit_verbose=None, fresh_process_check: bool = False) -> Fin
         resolve_weights,
     )
 
-    keras.utils.set_random_seed(args.seed)
+    if args.deterministic:
+        make_deterministic(args.seed)
+    else:
+        keras.utils.set_random_seed(args.seed)
     with usage_errors():
         spec = resolve_model(args.model)
         weights = resolve_weights(spec, args.weights)  # a timm checkpoint: found (or not) now
