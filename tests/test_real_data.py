@@ -28,9 +28,8 @@ import keras_se
 from keras_se import applications
 from keras_se.batchnorm import recalibrate_batchnorm
 from keras_se.data import load_data
-from keras_se.defaults import plan_defaults
 from keras_se.diagnose import diagnose_history
-from keras_se.finetune import add_classifier_head, finetune, set_batchnorm_momentum
+from keras_se.finetune import add_classifier_head, finetune
 
 pytestmark = pytest.mark.skipif(
     skimage_data_dir() is None, reason="needs scikit-image's bundled photographs (test extra)"
@@ -122,29 +121,6 @@ def test_old_defaults_stay_at_chance_and_the_diagnosis_says_why(photos):
 
 # ------------------------------------------------------------------ the defaults
 EPOCHS = 3
-
-
-@pytest.mark.heavy
-def test_library_defaults_end_well_above_chance(photos):
-    """What `keras-se finetune mobilenet_v2 --weights none --data FOLDER --epochs 3` does
-    with the issue-14 defaults, through the library (passes before the CLI is wired)."""
-    probe = load_data(photos, image_size=32, batch_size=32, seed=0)
-    plan = plan_defaults(pretrained=False, num_train=probe.num_train, epochs=EPOCHS,
-                         batch_size=32, image_size=32, min_image_size=64, model_momentum=0.999)
-    size = plan["image_size"]
-    keras.utils.set_random_seed(0)
-    data = load_data(photos, image_size=size, batch_size=32, preprocess=PREPROCESS,
-                     augment=plan["augment"], seed=0)
-    model = _mobilenet(data.num_classes, size[0], alpha=1.0)
-    set_batchnorm_momentum(model, plan["bn_momentum"])
-    result = finetune(model, data.train, data.validation, epochs=EPOCHS, freeze="none",
-                      learning_rate=plan["learning_rate"], evaluate_before=False, verbose=0,
-                      recalibrate_bn=plan["recalibrate_bn"],
-                      recalibration_data=data.unaugmented_train)
-    assert result.recalibration is not None
-    assert result.after["accuracy"] >= 0.5, (result.after, result.history)
-    assert diagnose_history(result.history, 4, num_validation=data.num_validation,
-                            final=result.after) is None
 
 
 @pytest.mark.heavy
