@@ -23,6 +23,13 @@ interleaved in one process (`_timing.interleaved`), as in `bench_layer.py` and
   backend's own ops (`tf.*`, `jax.numpy`, `torch.*`; mean, two matmuls with bias,
   ReLU, sigmoid, multiply) in the same mode: "native SE/A" is what the block costs on
   that backend whoever writes it, "layer/native SE" is what keras-se's layer adds.
+  Also interleaved: `x * g` as a Keras layer (`keras.layers.Multiply()([x, g])`), so
+  that "layer/Multiply layer" sets the SE layer against a layer that only multiplies,
+  both paying what calling a Keras layer costs on the backend (PyTorch's eager mode
+  pays it on every call; a traced `tf.function` or `jax.jit` pays it once).
+- Each child runs with glibc's malloc fixed (`_timing.MALLOC_ENV`): left to itself,
+  it can hand a 25 MB output freshly mapped pages on every call (JAX's `x * g` at
+  8x56x56x256: 1 ms or 8 ms a call, by buffer).
 - The models: ResNet50 against SE-ResNet50 (`residual`) and MobileNet against
   SE-MobileNet (`init="standard"`, weights=None, float32, 224 px): inference at batch
   1 and 32 (`model(x, training=False)`) and a training step at batch 32 (forward,
@@ -45,7 +52,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _timing import RESULTS_DIR, interleaved, machine_info, write_results  # noqa: E402
+from _timing import RESULTS_DIR, child_env, interleaved, machine_info, write_results  # noqa: E402
 
 BACKENDS = ("tensorflow", "jax", "torch")
 LAYER_SHAPES = [(32, 56, 56, 256), (32, 28, 28, 512), (32, 14, 14, 1024), (8, 7, 7, 2048)]
@@ -73,6 +80,14 @@ class Runner:
         return value
 
 
+def _multiply_layer():
+    """`x * g` as a Keras layer (`keras.layers.Multiply`, broadcasting the gate): the
+    floor plus what calling any Keras layer costs on the backend."""
+    import keras
+
+    return keras.layers.Multiply()
+
+
 class TensorFlowRunner(Runner):
     modes = ("graph", "xla")
     layer_modes = ("eager", "graph", "xla")
@@ -97,7 +112,10 @@ class TensorFlowRunner(Runner):
         floor = self.function(lambda t: t * gate, mode)
         se = self.function(lambda t: layer(t), mode)
         hand = self.function(native, mode)
-        return (lambda: floor(x)), (lambda: se(x)), (lambda: hand(x))
+        multiply = _multiply_layer()
+        as_layer = self.function(lambda t: multiply([t, gate]), mode)
+        return ((lambda: floor(x)), (lambda: se(x)), (lambda: hand(x)),
+                (lambda: as_layer(x)))
 
     def predict(self, model, x, mode):
         step = self.function(lambda t: model(t, training=False), mode)
@@ -146,8 +164,11 @@ class JaxRunner(Runner):
 
         floor = jax.jit(lambda t, g: t * g)
         se = jax.jit(lambda vs, t: layer.stateless_call(vs, [], t)[0])
+        multiply = _multiply_layer()
+        as_layer = jax.jit(lambda t, g: multiply.stateless_call([], [], [t, g])[0])
         return ((lambda: self.block(floor(x, gate))), (lambda: self.block(se(values, x))),
-                (lambda: self.block(native(weights, x))))
+                (lambda: self.block(native(weights, x))),
+                (lambda: self.block(as_layer(x, gate))))
 
     def predict(self, model, x, mode):
         import jax
@@ -225,7 +246,10 @@ class TorchRunner(Runner):
         floor = self._wrap(lambda t: t * gate, mode)
         se = self._wrap(lambda t: layer(t), mode)
         hand = self._wrap(native, mode)
-        return (lambda: floor(x)), (lambda: se(x)), (lambda: hand(x))
+        multiply = _multiply_layer()
+        as_layer = self._wrap(lambda t: multiply([t, gate]), mode)
+        return ((lambda: floor(x)), (lambda: se(x)), (lambda: hand(x)),
+                (lambda: as_layer(x)))
 
     def predict(self, model, x, mode):
         step = self._wrap(lambda t: model(t, training=False), mode)
@@ -310,6 +334,15 @@ def _ab(fns, repeats, warmup, min_sample_s):
                        "layer_vs_native": b.median / n.median,
                        "layer_vs_native_min": min(by_native),
                        "layer_vs_native_max": max(by_native)})
+    if "k" in timed:
+        # x * g as a Keras Multiply layer: b/k is the SE layer against a layer that
+        # only multiplies (both pay Keras's per-call cost).
+        k = timed["k"]
+        by_layer = [sb / sk for sk, sb in zip(k.samples, b.samples)]
+        result.update({"keras_multiply": _summary(k), "keras_multiply_ratio": k.median / a.median,
+                       "layer_vs_multiply_layer": b.median / k.median,
+                       "layer_vs_multiply_layer_min": min(by_layer),
+                       "layer_vs_multiply_layer_max": max(by_layer)})
     return result
 
 
@@ -351,8 +384,9 @@ def run_backend(args):
             layer(x)
             for mode in runner.layer_modes:
                 def one(mode=mode, layer=layer, x=x, gate=gate):
-                    floor, se, native = runner.layer_fns(layer, x, gate, mode)
-                    return _ab({"a": floor, "b": se, "n": native}, repeats, warmup, 0.05)
+                    floor, se, native, as_layer = runner.layer_fns(layer, x, gate, mode)
+                    return _ab({"a": floor, "b": se, "n": native, "k": as_layer}, repeats,
+                               warmup, 0.05)
 
                 t0 = time.perf_counter()
                 r = attempt(f"layer {shape} {mode}", one)
@@ -417,6 +451,18 @@ def _best_layer(rows):
     return best
 
 
+def _vs_layer(r, tf_value):
+    """The SE layer against `keras.layers.Multiply` (and, on a best-mode row, whether
+    that ratio is within TensorFlow's best)."""
+    if "keras_multiply" not in r:
+        return ""
+    text = (f"{r['layer_vs_multiply_layer']:.2f}x ({r['layer_vs_multiply_layer_min']:.2f}-"
+            f"{r['layer_vs_multiply_layer_max']:.2f})")
+    if tf_value is not None:
+        text += "; ok" if r["layer_vs_multiply_layer"] <= tf_value else f"; over {tf_value:.2f}x"
+    return text
+
+
 def merge(paths):
     runs = {}
     for p in paths:
@@ -425,6 +471,12 @@ def merge(paths):
         runs[run["backend"]] = run
     rows = []
     tf_best = _best_layer(runs.get("tensorflow", {}).get("layer", []))
+    tf_best_k = {
+        tuple(r["shape"]): min(q["layer_vs_multiply_layer"]
+                               for q in runs["tensorflow"]["layer"]
+                               if q["shape"] == r["shape"] and "keras_multiply" in q)
+        for r in runs.get("tensorflow", {}).get("layer", []) if "keras_multiply" in r
+    }
     for backend, run in runs.items():
         best = _best_layer(run["layer"])
         for r in run["layer"]:
@@ -443,6 +495,8 @@ def merge(paths):
                              f"{r['layer_vs_native_max']:.2f})" if "native" in r else "",
                 "vs_tf": "" if not is_best or tf_ratio is None else
                 ("ok" if r["ratio"] <= tf_ratio * 1.0 else f"over TF's {tf_ratio:.2f}x"),
+                "k_result": f"{r['keras_multiply_ratio']:.2f}x" if "keras_multiply" in r else "",
+                "vs_k": _vs_layer(r, tf_best_k.get(shape) if is_best else None),
             })
         for r in run["models"]:
             rows.append({
@@ -453,13 +507,16 @@ def merge(paths):
                 "a_ms": f"{r['a']['median_s'] * 1e3:.1f}", "b_ms": f"{r['b']['median_s'] * 1e3:.1f}",
                 "result": f"{(r['ratio'] - 1) * 100:+.1f}%",
                 "paired": f"{(r['paired_min'] - 1) * 100:+.1f}% .. {(r['paired_max'] - 1) * 100:+.1f}%",
-                "n_ms": "", "n_result": "", "vs_native": "", "vs_tf": "",
+                "n_ms": "", "n_result": "", "vs_native": "", "vs_tf": "", "k_result": "",
+                "vs_k": "",
             })
     columns = [("backend", "backend"), ("what", "A vs B"), ("case", "case"), ("mode", "mode"),
                ("a_ms", "A median (ms)"), ("b_ms", "B median (ms)"), ("result", "B/A"),
                ("paired", "paired-ratio range"), ("n_ms", "native SE median (ms)"),
                ("n_result", "native SE/A"), ("vs_native", "layer/native SE (paired range)"),
-               ("vs_tf", "layer ratio vs TensorFlow's")]
+               ("vs_tf", "layer ratio vs TensorFlow's"),
+               ("k_result", "Multiply layer/A"),
+               ("vs_k", "layer/Multiply layer (paired range; vs TensorFlow's best)")]
     failed = [f"- {b}: {f['what']}: {f['error']}" for b, run in runs.items() for f in run["failed"]]
     loads = ", ".join(f"{b} {run['machine'].get('loadavg_1_5_15')}" for b, run in runs.items())
     sections = [
@@ -500,7 +557,7 @@ def main(argv=None):
         if not args.merge_only:
             child_argv = [a for a in (argv if argv is not None else sys.argv[1:])
                           if a != "--merge-only"]
-            env = dict(os.environ, KERAS_BACKEND=backend)
+            env = child_env(KERAS_BACKEND=backend)
             code = subprocess.call([sys.executable, __file__, "--child", *child_argv], env=env)
             if code != 0:
                 print(f"{backend}: the child exited with {code}; keeping what it wrote",

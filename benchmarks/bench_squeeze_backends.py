@@ -1,20 +1,28 @@
-"""The squeeze alone, five ways, on JAX and PyTorch: is there a faster one than `mean`?
+"""The squeeze alone, five ways, on every backend: is there a faster one than `mean`?
 
-    python benchmarks/bench_squeeze_backends.py [--backends jax torch] [--repeats N]
+    python benchmarks/bench_squeeze_backends.py [--backends tensorflow jax torch] [--repeats N]
 
 On TensorFlow with only CPUs keras-se squeezes with a whole-map average pool (oneDNN),
 faster than `tf.reduce_mean` (`bench_layer.py`). This asks the same question of the
 other two backends, on `bench_backends.py`'s quick layer shapes (channels_last), with
-the broadcast multiply `x * g` as the reference: one child process per backend, every
-variant interleaved in it (`_timing.interleaved`), jitted on JAX, eager on PyTorch.
+the broadcast multiply `x * g` as the reference: one child process per backend (glibc
+malloc fixed as in `_timing.MALLOC_ENV`), every variant interleaved in it
+(`_timing.interleaved`), in `tf.function` on TensorFlow, jitted on JAX, eager on PyTorch.
 
-| variant | JAX | PyTorch |
-| --- | --- | --- |
-| mean | `x.mean(axis=(1, 2))` (what `keras.ops.mean` runs) | `x.mean(dim=(1, 2))` |
-| flat mean / sum | `x.reshape(b, hw, c).sum(1) / hw` | `x.view(b, hw, c).mean(1)` |
-| pool | `lax.reduce_window` over the whole map | `adaptive_avg_pool2d` on the NCHW view |
-| sum / n | two single-axis sums | `x.sum(dim=(1, 2)) / hw` |
-| matmul by ones | `lax.dot_general` with a `(b, hw)` ones / hw | `(1, 1, hw) @ (b, hw, c)` |
+| variant | TensorFlow | JAX | PyTorch |
+| --- | --- | --- | --- |
+| mean | `tf.reduce_mean` | `x.mean(axis=(1, 2))` (what `keras.ops.mean` runs) | `x.mean(dim=(1, 2))` |
+| flat mean / sum | reshape, `reduce_sum` / hw | `x.reshape(b, hw, c).sum(1) / hw` | `x.view(b, hw, c).mean(1)` |
+| pool | `tf.nn.avg_pool`, whole map (keras-se's) | `lax.reduce_window` over the whole map | `adaptive_avg_pool2d` on the NCHW view |
+| sum / n | `reduce_sum` / hw | two single-axis sums | `x.sum(dim=(1, 2)) / hw` |
+| matmul by ones | `(b, 1, hw) @ (b, hw, c)` | `lax.dot_general` with a `(b, hw)` ones / hw | `(1, 1, hw) @ (b, hw, c)` |
+
+An SE block reads its input once to squeeze it and once more to scale it, so no
+block built from a backend's ops can be faster, relative to `x * g`, than
+`(fastest squeeze + x * g) / x * g` (the bound column: the two matmuls, the
+activations and the gate counted as free). Where a backend's bound is above
+TensorFlow's layer ratio (`bench_backends.py`'s last run), the bar "no backend's layer
+ratio above TensorFlow's" cannot be met there by any such block.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _timing import RESULTS_DIR, interleaved, machine_info, write_results  # noqa: E402
+from _timing import RESULTS_DIR, child_env, interleaved, machine_info, write_results  # noqa: E402
 
 SHAPES = [(8, 56, 56, 256), (16, 28, 28, 512), (32, 14, 14, 1024), (8, 7, 7, 2048)]
 VARIANTS = ("mean", "flat", "pool", "sum_n", "matmul_ones")
@@ -54,6 +62,25 @@ def _jax_fns(x, g):
             t.reshape(b, hw, c), ones, (((1,), (1,)), ((0,), (0,))))),
     }
     return {k: (lambda f=f: jax.block_until_ready(f(x))) for k, f in fns.items()}
+
+
+def _tf_fns(x, g):
+    import tensorflow as tf
+
+    b, h, w, c = x.shape
+    hw = h * w
+    ones = tf.fill((b, 1, hw), 1.0 / hw)
+    fns = {
+        "floor": lambda t: t * g,
+        "mean": lambda t: tf.reduce_mean(t, axis=(1, 2)),
+        "flat": lambda t: tf.reduce_sum(tf.reshape(t, (b, hw, c)), 1) / hw,
+        # keras-se's CPU squeeze (keras_se.layers._pooled_mean): oneDNN's pool.
+        "pool": lambda t: tf.reshape(tf.nn.avg_pool(t, (h, w), 1, "VALID"), (b, c)),
+        "sum_n": lambda t: tf.reduce_sum(t, axis=(1, 2)) / hw,
+        "matmul_ones": lambda t: tf.linalg.matmul(ones, tf.reshape(t, (b, hw, c))),
+    }
+    compiled = {k: tf.function(f) for k, f in fns.items()}
+    return {k: (lambda f=f: f(x)) for k, f in compiled.items()}
 
 
 def _torch_fns(x, g):
@@ -92,7 +119,7 @@ def run_backend(repeats):
         x = keras.ops.convert_to_tensor(rng.standard_normal(shape, dtype=np.float32))
         g = keras.ops.convert_to_tensor(
             rng.uniform(size=(shape[0], 1, 1, shape[-1])).astype("float32"))
-        fns = (_jax_fns if backend == "jax" else _torch_fns)(x, g)
+        fns = {"jax": _jax_fns, "torch": _torch_fns, "tensorflow": _tf_fns}[backend](x, g)
         want = keras.ops.convert_to_numpy(fns["mean"]())
         for name in VARIANTS:  # every variant computes the same squeeze
             got = keras.ops.convert_to_numpy(fns[name]()).reshape(want.shape)
@@ -108,32 +135,56 @@ def run_backend(repeats):
     return path
 
 
+def _tf_layer_ratios():
+    """TensorFlow's layer / x*g ratio per shape, best mode, from `bench_backends.py`'s
+    last run (`results/backends.json`), or {}."""
+    path = os.path.join(RESULTS_DIR, "backends.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        layer = json.load(f)["results"].get("tensorflow", {}).get("layer", [])
+    best = {}
+    for r in layer:
+        shape = tuple(r["shape"])
+        best[shape] = min(best.get(shape, r["ratio"]), r["ratio"])
+    return best
+
+
 def merge(paths):
     rows, runs = [], {}
+    tf_layer = _tf_layer_ratios()
     for p in paths:
         with open(p, encoding="utf-8") as f:
             run = json.load(f)
         runs[run["backend"]] = run
         for r in run["rows"]:
             best = min(VARIANTS, key=lambda k: r[k])
+            bound = (r[best] + r["floor"]) / r["floor"]
+            tf_ratio = tf_layer.get(tuple(r["shape"]))
             rows.append({
                 "backend": run["backend"], "shape": "x".join(map(str, r["shape"])),
                 "floor": f"{r['floor'] * 1e3:.3f}",
                 **{k: f"{r[k] * 1e3:.3f} ({r[k] / r['mean']:.2f})" for k in VARIANTS},
                 "best": best,
+                "bound": f"{bound:.2f}x",
+                "tf": "" if tf_ratio is None else f"{tf_ratio:.2f}x"
+                + (" (bound above)" if run["backend"] != "tensorflow" and bound > tf_ratio
+                   else ""),
             })
     columns = [("backend", "backend"), ("shape", "shape"), ("floor", "x*g (ms)"),
-               *[(k, f"{k} (ms, / mean)") for k in VARIANTS], ("best", "fastest")]
+               *[(k, f"{k} (ms, / mean)") for k in VARIANTS], ("best", "fastest"),
+               ("bound", "(fastest + x*g) / x*g"),
+               ("tf", "TensorFlow's layer ratio (backends.md)")]
     info = dict(next(iter(runs.values()))["machine"])
     info["keras_backend"] = ", ".join(runs)
-    write_results("squeeze_backends", "The squeeze, five ways, on JAX and PyTorch", rows,
+    write_results("squeeze_backends", "The squeeze, five ways, on every backend", rows,
                   columns, data=runs, intro=__doc__.split("\n\n", 2)[2], info=info)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backends", nargs="*", default=["jax", "torch"],
-                        choices=["jax", "torch"])
+    parser.add_argument("--backends", nargs="*", default=["tensorflow", "jax", "torch"],
+                        choices=["tensorflow", "jax", "torch"])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -142,7 +193,7 @@ def main(argv=None):
         return 0
     paths = []
     for backend in args.backends:
-        env = dict(os.environ, KERAS_BACKEND=backend)
+        env = child_env(KERAS_BACKEND=backend)
         code = subprocess.call([sys.executable, __file__, "--child", "--repeats",
                                 str(args.repeats)], env=env)
         path = os.path.join(RESULTS_DIR, f"squeeze_backends_{backend}.json")
