@@ -165,6 +165,7 @@ class JaxRunner(Runner):
         floor = jax.jit(lambda t, g: t * g)
         se = jax.jit(lambda vs, t: layer.stateless_call(vs, [], t)[0])
         multiply = _multiply_layer()
+        multiply([x, gate])  # built, as stateless_call requires
         as_layer = jax.jit(lambda t, g: multiply.stateless_call([], [], [t, g])[0])
         return ((lambda: self.block(floor(x, gate))), (lambda: self.block(se(values, x))),
                 (lambda: self.block(native(weights, x))),

@@ -13,7 +13,7 @@ malloc fixed as in `_timing.MALLOC_ENV`), every variant interleaved in it
 | --- | --- | --- | --- |
 | mean | `tf.reduce_mean` | `x.mean(axis=(1, 2))` (what `keras.ops.mean` runs) | `x.mean(dim=(1, 2))` |
 | flat mean / sum | reshape, `reduce_sum` / hw | `x.reshape(b, hw, c).sum(1) / hw` | `x.view(b, hw, c).mean(1)` |
-| pool | `tf.nn.avg_pool`, whole map (keras-se's) | `lax.reduce_window` over the whole map | `adaptive_avg_pool2d` on the NCHW view |
+| pool | `tf.nn.avg_pool`, whole map (keras-se's) | `lax.reduce_window` over the whole map | `avg_pool2d`, whole map, on the NCHW view (keras-se's) |
 | sum / n | `reduce_sum` / hw | two single-axis sums | `x.sum(dim=(1, 2)) / hw` |
 | matmul by ones | `(b, 1, hw) @ (b, hw, c)` | `lax.dot_general` with a `(b, hw)` ones / hw | `(1, 1, hw) @ (b, hw, c)` |
 
@@ -94,7 +94,8 @@ def _torch_fns(x, g):
         "floor": lambda: x * g,
         "mean": lambda: x.mean(dim=(1, 2)),
         "flat": lambda: x.view(b, hw, c).mean(1),
-        "pool": lambda: F.adaptive_avg_pool2d(x.permute(0, 3, 1, 2), 1),
+        # What keras-se's block runs (keras_se/_torch_block.py): channels-last pooling.
+        "pool": lambda: F.avg_pool2d(x.permute(0, 3, 1, 2), (h, w)),
         "sum_n": lambda: x.sum(dim=(1, 2)) / hw,
         "matmul_ones": lambda: torch.matmul(ones, x.view(b, hw, c)),
     }
