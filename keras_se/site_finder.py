@@ -69,18 +69,20 @@ class Graph:
         ins = node.input_tensors
         return ins[0] if len(ins) == 1 else None
 
-    def ancestors(self, tensor):
-        """Ids of every tensor `tensor` depends on in this model, itself included."""
-        seen = set()
-        stack = [tensor]
-        while stack:
-            t = stack.pop()
-            if id(t) in seen:
-                continue
-            seen.add(id(t))
-            node = self.producer(t)
-            if node is not None:
-                stack.extend(node.input_tensors)
+    def ancestors(self, tensor, depth: int | None = None):
+        """Ids of every tensor `tensor` depends on in this model, itself included; with
+        `depth`, only those fewer than `depth` producers up (`tensor` is level 0)."""
+        seen, frontier, level = set(), [tensor], 0
+        while frontier and (depth is None or level < depth):
+            nxt = []
+            for t in frontier:
+                if id(t) in seen:
+                    continue
+                seen.add(id(t))
+                node = self.producer(t)
+                if node is not None:
+                    nxt.extend(node.input_tensors)
+            frontier, level = nxt, level + 1
         return seen
 
     def branch(self, tensor, stop_ids):
@@ -188,7 +190,7 @@ class _Finder:
                 for other in node.input_tensors:
                     if other is tensor:
                         continue
-                    if id(tensor) in _bounded_ancestors(graph, other, 16):
+                    if id(tensor) in graph.ancestors(other, depth=16):
                         return True
         return False
 
@@ -392,23 +394,6 @@ class _Finder:
                 "channels_last")
             self._add(graph, path, names, anchor_node=node, tensor=out, position="after",
                       data_format=fmt)
-
-
-def _bounded_ancestors(graph, tensor, limit):
-    seen, frontier = set(), [tensor]
-    for _ in range(limit):
-        nxt = []
-        for t in frontier:
-            if id(t) in seen:
-                continue
-            seen.add(id(t))
-            node = graph.producer(t)
-            if node is not None:
-                nxt.extend(node.input_tensors)
-        frontier = nxt
-        if not frontier:
-            break
-    return seen
 
 
 def _tensor_name(tensor):
