@@ -210,6 +210,33 @@ def test_finetune_data_parallel_on_two_jax_host_devices(tiny, builtin_tfds_dir, 
     assert history["epoch"] == [1, 2] and all(np.isfinite(history["loss"]))
 
 
+DETERMINISTIC = """
+    import json, os
+    import keras
+    from keras_se.finetune import make_deterministic
+    draws = []
+    for seed in (3, 3, 4):
+        make_deterministic(seed)
+        draws.append(keras.ops.convert_to_numpy(keras.random.normal((3,))).tolist())
+    state = {"xla_flags": os.environ.get("XLA_FLAGS", ""), "draws": draws}
+    if keras.backend.backend() == "torch":
+        import torch
+        state["torch"] = torch.are_deterministic_algorithms_enabled()
+    print(json.dumps(state))
+"""
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_make_deterministic_on_jax_and_torch(backend):
+    state = child(DETERMINISTIC, backend)
+    first, again, other = state["draws"]
+    assert first == again != other
+    if backend == "jax":
+        assert state["xla_flags"].count("--xla_gpu_deterministic_ops=true") == 1  # once
+    else:
+        assert state["torch"] is True
+
+
 def test_finetune_on_torch(tiny, builtin_tfds_dir, tmp_path):
     # KERAS_BACKEND in the environment (the flag is tested on JAX).
     env = dict(ENV, KERAS_BACKEND="torch")

@@ -81,7 +81,7 @@ def add_arguments(p):
     p.add_argument(
         "--deterministic", action="store_true",
         help="reproducible to the bit on this machine (deterministic ops and data order; "
-        "slower). Default: only the seed is fixed",
+        "may be slower). Default: only the seed is fixed",
     )
     add_build_arguments(p, weights_default="imagenet")
     add_se_arguments(p)
