@@ -326,24 +326,19 @@ def _ab(fns, repeats, warmup, min_sample_s):
     result = {"a": _summary(a), "b": _summary(b), "ratio": b.median / a.median,
               "paired_median": statistics.median(paired), "paired_min": min(paired),
               "paired_max": max(paired)}
-    if "n" in timed:
-        # The same block hand-written in the backend's own ops: n/a is what SE costs
-        # on this backend whoever writes it; b/n is what keras-se adds.
-        n = timed["n"]
-        by_native = [sb / sn for sn, sb in zip(n.samples, b.samples)]
-        result.update({"native": _summary(n), "native_ratio": n.median / a.median,
-                       "layer_vs_native": b.median / n.median,
-                       "layer_vs_native_min": min(by_native),
-                       "layer_vs_native_max": max(by_native)})
-    if "k" in timed:
-        # x * g as a Keras Multiply layer: b/k is the SE layer against a layer that
-        # only multiplies (both pay Keras's per-call cost).
-        k = timed["k"]
-        by_layer = [sb / sk for sk, sb in zip(k.samples, b.samples)]
-        result.update({"keras_multiply": _summary(k), "keras_multiply_ratio": k.median / a.median,
-                       "layer_vs_multiply_layer": b.median / k.median,
-                       "layer_vs_multiply_layer_min": min(by_layer),
-                       "layer_vs_multiply_layer_max": max(by_layer)})
+    # Interleaved with them, where given: "n", the same block hand-written in the
+    # backend's own ops (n/a is what SE costs on this backend whoever writes it; b/n is
+    # what keras-se adds); "k", x * g as a Keras Multiply layer (b/k sets the SE layer
+    # against a layer that only multiplies: both pay Keras's per-call cost).
+    for key, name, vs in (("n", "native", "layer_vs_native"),
+                          ("k", "keras_multiply", "layer_vs_multiply_layer")):
+        if key not in timed:
+            continue
+        other = timed[key]
+        paired = [sb / so for so, sb in zip(other.samples, b.samples)]
+        result.update({name: _summary(other), f"{name}_ratio": other.median / a.median,
+                       vs: b.median / other.median, f"{vs}_min": min(paired),
+                       f"{vs}_max": max(paired)})
     return result
 
 
@@ -442,12 +437,12 @@ def run_backend(args):
 
 
 # ------------------------------------------------------------------ merge
-def _best_layer(rows):
-    """Per shape, the mode with the lowest layer/floor ratio."""
+def _best_layer(rows, ratio="ratio"):
+    """Per shape, the mode with the lowest `ratio` (by default layer/floor)."""
     best = {}
     for r in rows:
         key = tuple(r["shape"])
-        if key not in best or r["ratio"] < best[key]["ratio"]:
+        if ratio in r and (key not in best or r[ratio] < best[key][ratio]):
             best[key] = r
     return best
 
@@ -472,12 +467,8 @@ def merge(paths):
         runs[run["backend"]] = run
     rows = []
     tf_best = _best_layer(runs.get("tensorflow", {}).get("layer", []))
-    tf_best_k = {
-        tuple(r["shape"]): min(q["layer_vs_multiply_layer"]
-                               for q in runs["tensorflow"]["layer"]
-                               if q["shape"] == r["shape"] and "keras_multiply" in q)
-        for r in runs.get("tensorflow", {}).get("layer", []) if "keras_multiply" in r
-    }
+    tf_best_k = {shape: r["layer_vs_multiply_layer"] for shape, r in _best_layer(
+        runs.get("tensorflow", {}).get("layer", []), "layer_vs_multiply_layer").items()}
     for backend, run in runs.items():
         best = _best_layer(run["layer"])
         for r in run["layer"]:

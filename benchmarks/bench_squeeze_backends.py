@@ -139,16 +139,14 @@ def run_backend(repeats):
 def _tf_layer_ratios():
     """TensorFlow's layer / x*g ratio per shape, best mode, from `bench_backends.py`'s
     last run (`results/backends.json`), or {}."""
+    from bench_backends import _best_layer
+
     path = os.path.join(RESULTS_DIR, "backends.json")
     if not os.path.exists(path):
         return {}
     with open(path, encoding="utf-8") as f:
         layer = json.load(f)["results"].get("tensorflow", {}).get("layer", [])
-    best = {}
-    for r in layer:
-        shape = tuple(r["shape"])
-        best[shape] = min(best.get(shape, r["ratio"]), r["ratio"])
-    return best
+    return {shape: r["ratio"] for shape, r in _best_layer(layer).items()}
 
 
 def merge(paths):
