@@ -11,14 +11,16 @@ line) needs TensorFlow and is imported on first use: `keras_se.load_data`,
 import os as _os
 import sys as _sys
 
-# The `keras-se` command line filters TensorFlow's native log lines from stderr, and
-# its `--backend` flag sets KERAS_BACKEND: both must happen before Keras loads, that
-# is here. Only when this process is the command line (the console script, or
-# `python -m keras_se`).
+# The `keras-se` command line (the console script, or `python -m keras_se`) sets
+# KERAS_BACKEND from its `--backend` flag and filters TensorFlow's native log lines
+# from stderr, both before Keras loads; it loads the core itself once its arguments
+# are parsed, so that `--help`, `--version` and usage errors answer without Keras.
 _argv = getattr(_sys, "orig_argv", [])
-if _os.path.basename(_sys.argv[0] if _sys.argv else "") in ("keras-se", "keras-se.exe") or any(
+_IS_CLI = _os.path.basename(_sys.argv[0] if _sys.argv else "") in ("keras-se", "keras-se.exe") or any(
     _argv[i : i + 2] == ["-m", "keras_se"] for i in range(len(_argv))
-):
+)
+del _argv
+if _IS_CLI:
     from keras_se.cli._args import backend_from_argv as _backend_from_argv
     from keras_se.cli._stderr import install as _install_stderr_filter
 
@@ -26,15 +28,10 @@ if _os.path.basename(_sys.argv[0] if _sys.argv else "") in ("keras-se", "keras-s
     if _backend is not None:
         _os.environ["KERAS_BACKEND"] = _backend
     _install_stderr_filter()
-del _argv
-
-from keras_se.hub import from_preset  # noqa: E402
-from keras_se.hub import install_import_hook as _hub_hook  # noqa: E402
-from keras_se.layers import SqueezeExcite  # noqa: E402
-from keras_se.rewrite import NoSitesError, SEReport, add_se_blocks  # noqa: E402
-from keras_se.sites import PLACEMENTS, Site, Skipped, find_se_sites  # noqa: E402
-from keras_se.transfer import add_classifier_head, freeze_backbone  # noqa: E402
-from keras_se.widths import make_divisible  # noqa: E402
+else:
+    # The core (Keras loads here). The command line imports it when a command runs
+    # (`_import_core`), so that its help and usage errors answer without Keras.
+    from keras_se._core import *
 
 __version__ = "0.2.0"
 
@@ -52,10 +49,6 @@ _LAZY = {
     "export_tflite": ("keras_se.export", "export_tflite"),
     "export_onnx": ("keras_se.export", "export_onnx"),
 }
-
-# SE classes for keras-hub models, registered once keras_hub is imported (keras-hub
-# looks a preset's class up in Keras's registry).
-_hub_hook()
 
 __all__ = [
     "PLACEMENTS",
@@ -79,7 +72,17 @@ __all__ = [
 ]
 
 
+def _import_core():
+    """Binds the core's names here (the command line calls it when a command runs)."""
+    from keras_se import _core
+
+    globals().update({k: v for k, v in vars(_core).items() if not k.startswith("_")})
+
+
 def __getattr__(name):
+    if name in __all__ and name not in _LAZY and name != "__version__":
+        _import_core()  # only in the command line's process, before a command runs
+        return globals()[name]
     if name not in _LAZY:
         raise AttributeError(f"module 'keras_se' has no attribute {name!r}")
     import importlib
@@ -92,4 +95,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(__all__))

@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow_datasets as tfds
 
-BUILTIN = "builtin"
+from keras_se._options import BUILTIN  # noqa: F401  (re-exported)
+
 BUILTIN_TFDS_NAME = "keras_se_builtin"
 BUILTIN_CLASSES = ("circle", "square", "triangle", "ring", "stripes", "checkerboard")
 BUILTIN_IMAGE_SIZE = 64

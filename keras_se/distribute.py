@@ -21,7 +21,8 @@ import os
 
 import keras
 
-STRATEGIES = ("default", "mirrored", "multiworker")
+from keras_se._options import STRATEGIES
+
 #: The strategies each backend offers (see the module docstring).
 BACKEND_STRATEGIES = {
     "tensorflow": ("default", "mirrored", "multiworker"),

@@ -36,6 +36,7 @@ import keras
 import numpy as np
 
 from keras_se._files import read_json, write_json
+from keras_se._options import FREEZE_MODES, SCHEDULES  # noqa: F401  (re-exported)
 from keras_se.batchnorm import recalibrate_batchnorm  # noqa: F401  (re-exported)
 from keras_se.distribute import (  # noqa: F401  (STRATEGIES, is_chief: re-exported)
     STRATEGIES,
@@ -58,8 +59,6 @@ from keras_se.transfer import (  # noqa: F401  (re-exported: the fine-tuning too
 if TYPE_CHECKING:  # annotations only: TensorFlow is imported by tf.data's user
     import tensorflow as tf
 
-FREEZE_MODES = ("backbone", "none")
-SCHEDULES = ("cosine", "constant")
 
 _STATE_FILE = "finetune_state.json"
 _BACKUP_SUBDIR = "backup"

@@ -8,12 +8,8 @@ import math
 import keras
 from keras import ops
 
+from keras_se._options import DATA_FORMATS, GATES, INITS, SQUEEZES
 from keras_se.widths import bottleneck_width
-
-SQUEEZES = ("avg", "max", "avg_max")
-GATES = ("sigmoid", "hard_sigmoid", "tanh", "relu")
-INITS = ("standard", "identity")
-DATA_FORMATS = ("channels_last", "channels_first")
 
 #: The `SqueezeExcite` options that `add_se_blocks` and the SE zoo pass on to every
 #: inserted layer (besides `ratio` and `init`, which they take as arguments).

@@ -17,16 +17,8 @@ from typing import Any
 import keras
 
 from keras_se import _keras_compat as compat
+from keras_se._options import PLACEMENTS
 from keras_se.layers import SqueezeExcite
-
-PLACEMENTS = (
-    "post_activation",
-    "residual",
-    "residual_pre",
-    "residual_post",
-    "residual_identity",
-    "module_output",
-)
 
 CONV_LAYERS = (
     keras.layers.Conv1D,

@@ -20,7 +20,9 @@ pytestmark = pytest.mark.core
 ROOT = Path(__file__).resolve().parent.parent
 CORE_MODULES = [
     "keras_se/__init__.py",
+    "keras_se/_core.py",
     "keras_se/_files.py",
+    "keras_se/_options.py",
     "keras_se/_keras_compat.py",
     "keras_se/batchnorm.py",
     "keras_se/defaults.py",
@@ -162,6 +164,67 @@ def test_the_stderr_filter_runs_only_for_the_command_line():
         " 'same_stderr': before == (os.fstat(2).st_ino, sys.stderr)}))\n"
     )
     assert result == {"cli": False, "same_stderr": True}
+
+
+def _imported_by(argv):
+    """`python -X importtime -m keras_se *argv`: (process, top-level packages imported)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "keras_se", *argv],
+                          capture_output=True, text=True, env=env, cwd=str(ROOT), timeout=300)
+    modules = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s+(\S+)$", proc.stderr, re.M)
+    assert "keras_se.cli" in modules  # the parse reads this output right
+    return proc, {m.split(".")[0] for m in modules}
+
+
+@pytest.mark.parametrize("argv, code, text", [
+    (["--help"], 0, "Squeeze-and-Excitation for Keras models"),
+    (["--version"], 0, "keras-se " + keras_se.__version__),
+    (["finetune", "--help"], 0, "--schedule {cosine,constant}"),
+    (["finetune", "m", "--epochs", "0"], 2,
+     "keras-se finetune: error: argument --epochs: expected a positive integer, got '0'"),
+    (["retrofit", "resnet50", "--placement", "everywhere"], 2, "invalid choice: 'everywhere'"),
+], ids=["help", "version", "command-help", "bad-value", "bad-choice"])
+def test_the_command_line_parses_before_keras_loads(argv, code, text):
+    # `--help` builds every sub-command's parser; none of it, nor a usage error, may
+    # load Keras or a backend (it took 4 s when the parser read keras_se.layers).
+    proc, packages = _imported_by(argv)
+    assert proc.returncode == code, proc.stderr[-2000:]
+    assert text in (proc.stdout if code == 0 else proc.stderr)
+    assert not packages & {"keras", "tensorflow", "jax", "torch", "tensorflow_datasets"}
+
+
+def test_the_command_line_loads_the_core_when_a_command_runs():
+    # In the command line's process `keras_se` defers the core; its names still resolve
+    # (loading Keras), and `run` loads them before a command's code runs.
+    result = _fresh(
+        "import json, sys\n"
+        "sys.argv[0] = 'keras-se'\n"
+        "import keras_se\n"
+        "before = 'keras' in sys.modules\n"
+        "from keras_se import add_se_blocks\n"
+        "print(json.dumps({'before': before, 'after': 'keras' in sys.modules,"
+        " 'same': add_se_blocks is sys.modules['keras_se.rewrite'].add_se_blocks,"
+        " 'listed': 'SqueezeExcite' in dir(keras_se),"
+        " 'core': sorted(n for n in keras_se.__all__ if n in vars(keras_se))}))\n"
+    )
+    assert result["before"] is False and result["after"] is True and result["same"] is True
+    assert result["listed"] is True
+    assert result["core"] == sorted([
+        "PLACEMENTS", "NoSitesError", "SEReport", "Site", "Skipped", "SqueezeExcite",
+        "__version__", "add_classifier_head", "add_se_blocks", "find_se_sites",
+        "freeze_backbone", "from_preset", "make_divisible"])
+    proc, packages = _imported_by(["sites", "mobilenet_v2", "--input-shape", "32,32,3",
+                                   "--alpha", "0.35"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "keras" in packages and "SE sites" in proc.stdout
+
+
+def test_options_need_nothing():
+    # The option names the parser offers are defined once, in a module with no imports.
+    assert _top_level_imports("keras_se/_options.py") == []
+    from keras_se import _options, layers, sites
+
+    assert layers.GATES is _options.GATES and sites.PLACEMENTS is _options.PLACEMENTS
 
 
 def test_version_is_declared_once():

@@ -129,7 +129,10 @@ def _notes(e: BaseException) -> str:
 
 def run(argv: list[str] | None = None) -> int:
     """Runs `keras-se` with `argv` and returns the exit code (stderr not filtered)."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # exits on --help and usage errors
+    import keras_se
+
+    keras_se._import_core()  # Keras loads here (already loaded outside the command line)
     cmd = COMMANDS[args.command]
     prefix = f"{PROG} {cmd.name}: error:"
     try:

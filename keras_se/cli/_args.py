@@ -173,8 +173,7 @@ def add_build_arguments(p: argparse.ArgumentParser, *, weights_default: str) -> 
 
 
 def add_se_arguments(p: argparse.ArgumentParser) -> None:
-    from keras_se.layers import GATES, SQUEEZES
-    from keras_se.sites import PLACEMENTS
+    from keras_se._options import GATES, PLACEMENTS, SQUEEZES
 
     p.add_argument(
         "--placement",

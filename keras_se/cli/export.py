@@ -17,7 +17,7 @@ from keras_se.cli._output import OutputDir, relative, remove, size_of
 
 
 def add_arguments(p):
-    from keras_se.export import FORMATS, QUANTIZATIONS
+    from keras_se._options import FORMATS, QUANTIZATIONS
 
     add_model_argument(p, help_extra="; usually the .keras file (or the directory "
                        "holding model.keras) that retrofit or finetune wrote")

@@ -40,10 +40,8 @@ _SETTINGS = (
 
 
 def add_arguments(p):
-    from keras_se.data import BUILTIN
+    from keras_se._options import BUILTIN, SCHEDULES, STRATEGIES
     from keras_se.defaults import RULES
-    from keras_se.distribute import STRATEGIES
-    from keras_se.finetune import SCHEDULES
 
     add_model_argument(p)
     p.add_argument(

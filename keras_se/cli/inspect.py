@@ -15,7 +15,7 @@ from keras_se.cli._output import OutputDir, relative
 
 
 def add_arguments(p):
-    from keras_se.data import BUILTIN
+    from keras_se._options import BUILTIN
 
     p.add_argument("model", metavar="MODEL.keras", help="a trained .keras model with SE blocks "
                    "(or a directory holding model.keras, as finetune writes)")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-FORMATS = ("saved_model", "tflite", "onnx")
-QUANTIZATIONS = ("none", "float16", "int8")
+from keras_se._options import FORMATS, QUANTIZATIONS  # noqa: F401  (re-exported)
+
 SAVED_MODEL_ATOL = 1e-5
 TFLITE_ATOL = {"none": 1e-4, "float16": 2e-2, "int8": 0.3}
 # Images the int8 calibration reads from `representative_data` (see
