@@ -81,7 +81,7 @@ test-floor: $(CORE_STAMP)
 		--deselect tests/test_applications.py::test_constructor_contract tests
 
 bench: $(TEST_STAMP)
-	for b in bench_layer bench_models profile_models bench_memory bench_rewrite bench_litert bench_fused bench_int8 bench_onnx bench_real_data bench_backends bench_squeeze_backends; do $(PY) benchmarks/$$b.py || exit 1; done
+	for b in bench_layer bench_models profile_models bench_memory bench_rewrite bench_litert bench_fused bench_int8 bench_onnx bench_real_data bench_backends bench_squeeze_backends bench_cli; do $(PY) benchmarks/$$b.py || exit 1; done
 
 table: $(TEST_STAMP)
 	$(PY) benchmarks/model_table.py --write-readme
