@@ -77,6 +77,40 @@ def test_new_model_identity_and_weights_copied():
     assert new.count_params() == model.count_params() + report.params_added
 
 
+def test_clones_start_from_zeros_where_safe_and_adapted_state_is_kept():
+    # Convolutions, dense and normalization layers are rebuilt with zeros (their
+    # values are copied over), other layers with their initializers. An adapted
+    # Normalization derives its mean and variance from its weights: without
+    # `finalize_state` after the copy (as with clone_model + set_weights) the new
+    # model normalised with mean 0 and variance 1 on TensorFlow and JAX.
+    inputs = keras.Input((8, 8, 3), name="image")
+    norm = layers.Normalization(name="norm")
+    norm.adapt(rand((16, 8, 8, 3), seed=1) * 5 + 2)
+    x = conv_block(norm(inputs), 8, "b1")
+    outputs = layers.Dense(2, name="logits")(layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, outputs)
+    calls = []
+    original_add_weight = keras.layers.Layer.add_weight
+
+    def spy(self, *args, **kwargs):
+        calls.append((self.name, kwargs.get("initializer", args[1] if len(args) > 1 else None)))
+        return original_add_weight(self, *args, **kwargs)
+
+    keras.layers.Layer.add_weight = spy
+    try:
+        new = add_se_blocks(model)
+    finally:
+        keras.layers.Layer.add_weight = original_add_weight
+    made = {}
+    for name, initializer in calls:
+        made.setdefault(name, set()).add(initializer if isinstance(initializer, str) else "drawn")
+    assert made["b1_conv"] == made["b1_bn"] == made["logits"] == {"zeros"}
+    assert made["norm"] == {"zeros", "ones"}  # its own: mean zeros, variance ones
+    x = rand((4, 8, 8, 3), seed=2) * 5 + 2
+    assert_close(new(x), model(x), atol=1e-5)
+    assert not any("add_weight" in vars(layer) for layer in new.layers)
+
+
 def test_no_shared_variables_and_training_does_not_touch_original():
     model = small_cnn()
     new = add_se_blocks(model)
