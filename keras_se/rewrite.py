@@ -16,6 +16,8 @@ from keras_se import hub as _hub
 from keras_se.layers import SE_OPTIONS, SqueezeExcite
 from keras_se.site_finder import run_finder
 from keras_se.sites import (
+    CONV_LAYERS,
+    NORM_LAYERS,
     PLACEMENTS,
     Site,
     Skipped,
@@ -250,7 +252,7 @@ class _Rewriter:
 
     def copy_state(self):
         for original, clone in self.pairs:
-            _fill_new_weights_with_zeros(clone, undo=True)
+            _restore_add_weight(clone)
             # Plain operations (e.g. `x + 3.0` in MobileNetV3) hold no weights.
             src = getattr(original, "weights", [])
             dst = getattr(clone, "weights", [])
@@ -279,37 +281,22 @@ class _Rewriter:
 # Layers whose build derives nothing from their weights' initial values (exact
 # types: a subclass may). Others, such as Normalization, compute state from the
 # initial values at build time, which the copy would not redo.
-_ZERO_FILL_SAFE = (
-    keras.layers.Conv1D,
-    keras.layers.Conv2D,
-    keras.layers.Conv3D,
-    keras.layers.DepthwiseConv1D,
-    keras.layers.DepthwiseConv2D,
-    keras.layers.SeparableConv1D,
-    keras.layers.SeparableConv2D,
-    keras.layers.Dense,
-    keras.layers.BatchNormalization,
-    keras.layers.LayerNormalization,
-)
+_ZERO_FILL_SAFE = (*CONV_LAYERS, *NORM_LAYERS, keras.layers.Dense)
 
 
-def _fill_new_weights_with_zeros(layer, undo=False):
-    """Makes `layer.add_weight` fill new weights with zeros (`undo`: as it was).
+def _fill_new_weights_with_zeros(layer):
+    """Makes `layer.add_weight` fill new weights with zeros (see `_restore_add_weight`).
 
     A clone's weights are overwritten with the original's by `copy_state`, so
     drawing them from their initializers first is wasted work: `add_se_blocks`
     over `clone_model` + `set_weights` went from 1.01-1.18x to 0.58-0.87x on
     TensorFlow (`benchmarks/results/rewrite.md`). Only
-    the convolutions, dense and normalization layers of `_ZERO_FILL_SAFE` are
+    the convolutions, normalizations (`keras_se.sites`' kinds) and Dense are
     affected; every weight of every clone is copied either way. The override is
     an instance attribute, set and removed with `object`'s methods (Keras tracks
     what a layer's own `__setattr__` receives).
     """
     if type(layer) not in _ZERO_FILL_SAFE:
-        return
-    if undo:
-        if "add_weight" in vars(layer):
-            object.__delattr__(layer, "add_weight")
         return
     add_weight = layer.add_weight
 
@@ -321,6 +308,11 @@ def _fill_new_weights_with_zeros(layer, undo=False):
         return add_weight(*args, **kwargs)
 
     object.__setattr__(layer, "add_weight", add_zero_weight)
+
+
+def _restore_add_weight(layer):
+    if "add_weight" in vars(layer):
+        object.__delattr__(layer, "add_weight")
 
 
 @contextlib.contextmanager

@@ -77,7 +77,7 @@ def test_new_model_identity_and_weights_copied():
     assert new.count_params() == model.count_params() + report.params_added
 
 
-def test_clones_start_from_zeros_where_safe_and_adapted_state_is_kept():
+def test_clones_start_from_zeros_where_safe_and_adapted_state_is_kept(monkeypatch):
     # Convolutions, dense and normalization layers are rebuilt with zeros (their
     # values are copied over), other layers with their initializers. An adapted
     # Normalization derives its mean and variance from its weights: without
@@ -96,11 +96,9 @@ def test_clones_start_from_zeros_where_safe_and_adapted_state_is_kept():
         calls.append((self.name, kwargs.get("initializer", args[1] if len(args) > 1 else None)))
         return original_add_weight(self, *args, **kwargs)
 
-    keras.layers.Layer.add_weight = spy
-    try:
-        new = add_se_blocks(model)
-    finally:
-        keras.layers.Layer.add_weight = original_add_weight
+    monkeypatch.setattr(keras.layers.Layer, "add_weight", spy)
+    new = add_se_blocks(model)
+    monkeypatch.undo()
     made = {}
     for name, initializer in calls:
         made.setdefault(name, set()).add(initializer if isinstance(initializer, str) else "drawn")

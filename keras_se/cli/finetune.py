@@ -40,7 +40,7 @@ _SETTINGS = (
 
 
 def add_arguments(p):
-    from keras_se._options import BUILTIN, SCHEDULES, STRATEGIES
+    from keras_se._options import BUILTIN, FREEZE_MODES, SCHEDULES, STRATEGIES
     from keras_se.defaults import RULES
 
     add_model_argument(p)
@@ -63,7 +63,7 @@ def add_arguments(p):
     p.add_argument("--schedule", choices=SCHEDULES, default="cosine", help="Default: cosine")
     p.add_argument(
         "--freeze",
-        choices=("auto", "backbone", "none"),
+        choices=("auto", *FREEZE_MODES),
         default="auto",
         help="backbone: train only the SE layers and the new head; none: train "
         "everything; auto: backbone with pretrained weights, none with --weights none. "
